@@ -1,0 +1,683 @@
+"""The transport: the one module that knows grpclib and the asyncio/trio question.
+
+grpclib runs only on asyncio. Everything else in the package is written with
+anyio and runs on either backend; it reaches grpclib only through the
+:class:`GrpcLoop` defined here, which has two implementations:
+
+* under asyncio, :class:`_CallerLoop`: grpclib runs on the caller's own loop,
+  and every method is a plain ``await``: no thread, no copy, no hop;
+* under trio, :class:`_ThreadLoop`: grpclib runs on a private asyncio loop in
+  one worker thread, and each call is a task on that loop which the trio side
+  waits for without blocking and cancels when its own scope is cancelled. The
+  trio side returns only once the asyncio task has really ended, so a
+  cancelled call has sent its RST_STREAM before the caller moves on.
+
+Why a loop thread and not trio-asyncio or anything else: docs/transport.md.
+
+On top of that, :class:`Channel` (a client connection to one endpoint) and
+:func:`serve` (a gRPC server on 127.0.0.1) are what the rest of the package
+uses. Every grpclib failure leaves this module as a :class:`FlameError` that
+names the call, the endpoint and what the server said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import os
+import ssl
+import threading
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import anyio
+import attrs
+import grpclib.client
+import grpclib.exceptions
+import grpclib.server
+import sniffio
+from grpclib.const import Status
+
+from ._errors import FlameError, FlameErrorCode, code_for_status
+
+__all__ = [
+    "Channel",
+    "Endpoint",
+    "GrpcLoop",
+    "Server",
+    "open_grpc_loop",
+    "serve",
+]
+
+log = logging.getLogger("flame.transport")
+
+T = TypeVar("T")
+
+#: How many messages of a server stream may wait between the network and a
+#: trio consumer. Small: a watch carries a handful of messages, and a slow
+#: consumer should hold back the network, not memory.
+STREAM_BUFFER = 8
+
+#: grpclib's own default maximum message size is 4 MiB; ours are the same, but
+#: named so that the cluster and the client agree.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+# --------------------------------------------------------------------------
+# Endpoints
+
+
+@attrs.frozen
+class Endpoint:
+    """A parsed Flame endpoint: ``http://host:port`` or ``https://host:port``."""
+
+    url: str
+    host: str
+    port: int
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> Endpoint:
+        """Parse ``url``; a bad one raises FlameError(INVALID_CONFIG) saying why."""
+        if not isinstance(url, str) or not url.strip():
+            raise FlameError(
+                FlameErrorCode.INVALID_CONFIG,
+                f"endpoint {url!r} is empty; give one like 'http://127.0.0.1:8080'",
+            )
+        parts = urllib.parse.urlsplit(url.strip())
+        if parts.scheme not in ("http", "https", "grpc", "grpcs"):
+            raise FlameError(
+                FlameErrorCode.INVALID_CONFIG,
+                f"endpoint {url!r} has scheme {parts.scheme or '(none)'!r}; "
+                "use 'http://host:port', or 'https://host:port' for TLS",
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if not parts.hostname or port is None or port <= 0:
+            raise FlameError(
+                FlameErrorCode.INVALID_CONFIG,
+                f"endpoint {url!r} needs a host and a port, like 'http://127.0.0.1:8080'",
+            )
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise FlameError(
+                FlameErrorCode.INVALID_CONFIG,
+                f"endpoint {url!r} has a path or query; give only scheme, host and port",
+            )
+        tls = parts.scheme in ("https", "grpcs")
+        return cls(url=url.strip(), host=parts.hostname, port=port, tls=tls)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise FlameError(
+            FlameErrorCode.INVALID_CONFIG,
+            f"cannot load the CA file {ca_file!r}: {exc}",
+        ) from None
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
+# --------------------------------------------------------------------------
+# Where grpclib runs
+
+
+class GrpcLoop:
+    """Runs asyncio code for grpclib from whatever backend the caller uses.
+
+    Every method is awaited from the caller's backend; the functions handed in
+    run on the asyncio loop that grpclib uses. Cancelling the caller cancels
+    the function, and the caller resumes only when it has ended.
+    """
+
+    backend: str
+
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``await fn(*args)`` on the grpc loop and return its result."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def background(
+        self, fn: Callable[..., Awaitable[None]], *args: Any
+    ) -> contextlib.AbstractAsyncContextManager[Any]:
+        """Run ``fn(*args, task_status=...)`` on the grpc loop for the ``async with``.
+
+        Entering waits until ``fn`` calls ``task_status.started(value)`` and
+        gives ``value``; leaving cancels ``fn`` and waits for it to end.
+        """
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def iterate(
+        self, open_stream: Callable[[], AsyncIterator[T]]
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[T]]:
+        """Iterate the async iterator ``open_stream()`` from the caller's side.
+
+        The iterator is created, advanced and closed on the grpc loop; leaving
+        the ``async with`` closes it at once, wherever it was.
+        """
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    async def call_back(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """From the grpc loop, run ``await fn(*args)`` on the caller's backend.
+
+        A gRPC handler uses it to run user code where the user expects it.
+        """
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    async def aclose(self) -> None:
+        """Stop what this loop started (a thread under trio)."""
+
+
+class _CallerLoop(GrpcLoop):
+    """asyncio: grpclib runs on the caller's own loop."""
+
+    backend = "asyncio"
+
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        return await fn(*args)
+
+    @contextlib.asynccontextmanager
+    async def background(self, fn: Callable[..., Awaitable[None]], *args: Any) -> AsyncIterator[Any]:
+        async with anyio.create_task_group() as tg:
+            value = await tg.start(fn, *args)
+            try:
+                yield value
+            finally:
+                tg.cancel_scope.cancel()
+
+    @contextlib.asynccontextmanager
+    async def iterate(self, open_stream: Callable[[], AsyncIterator[T]]) -> AsyncIterator[AsyncIterator[T]]:
+        stream = open_stream()
+        try:
+            yield stream
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+
+    async def call_back(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        return await fn(*args)
+
+
+class _End:
+    """Marks the end of a bridged stream."""
+
+
+_END = _End()
+
+
+class _ThreadLoop(GrpcLoop):
+    """trio: grpclib runs on a private asyncio loop in one worker thread.
+
+    Crossing between the two is two wake-ups per call: ``call_soon_threadsafe``
+    to start (or cancel) an asyncio task, and trio's ``run_sync_soon`` to
+    reschedule the waiting trio task when it has ended. No thread is taken
+    per call.
+    """
+
+    backend = "trio"
+
+    def __init__(self) -> None:
+        import trio
+
+        self._trio = trio
+        self._token = trio.lowlevel.current_trio_token()
+        self._loop = asyncio.new_event_loop()
+        self._stopped = trio.Event()
+        self._closing = False
+        self._thread = threading.Thread(
+            target=self._main, name="flame-grpc-loop", daemon=True
+        )
+        self._thread.start()
+
+    def _main(self) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+            # Whatever is still there was abandoned by a caller that went
+            # away without closing: end it here rather than leak it.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+            with contextlib.suppress(Exception):
+                self._token.run_sync_soon(self._stopped.set)
+
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        trio = self._trio
+        if self._closing:
+            raise FlameError(FlameErrorCode.INVALID_STATE, "the connection is closed")
+        trio_task = trio.lowlevel.current_task()
+        token = self._token
+        holder: list[asyncio.Task[T]] = []
+
+        def wake(_: object) -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(trio.lowlevel.reschedule, trio_task)
+
+        async def call() -> T:
+            return await fn(*args)
+
+        def start() -> None:
+            task = self._loop.create_task(call())
+            task.add_done_callback(wake)
+            holder.append(task)
+
+        def cancel() -> None:
+            holder[0].cancel()
+
+        cancelled = False
+
+        def abort(_: Any) -> Any:
+            nonlocal cancelled
+            cancelled = True
+            self._loop.call_soon_threadsafe(cancel)
+            # FAILED: we are rescheduled by wake() once the asyncio task has
+            # really ended, and then deliver the cancellation ourselves.
+            return trio.lowlevel.Abort.FAILED
+
+        # A fresh context: the trio side's context says "trio" to sniffio,
+        # and anyio code on the loop must see asyncio.
+        self._loop.call_soon_threadsafe(start, context=contextvars.Context())
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        task = holder[0]
+        if cancelled:
+            await trio.lowlevel.checkpoint()  # raises trio.Cancelled
+        if task.cancelled():
+            raise FlameError(FlameErrorCode.UNAVAILABLE, "the call was cancelled by the grpc loop")
+        return task.result()
+
+    @contextlib.asynccontextmanager
+    async def background(self, fn: Callable[..., Awaitable[None]], *args: Any) -> AsyncIterator[Any]:
+        # One asyncio task owns fn's task group from start to end (a task
+        # group must be left by the task that entered it); start() and stop()
+        # are short calls that talk to it.
+        owner_task: list[asyncio.Task[None]] = []
+        stop_event: list[asyncio.Event] = []
+
+        async def start() -> Any:
+            started: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            stop_event.append(asyncio.Event())
+
+            async def owner() -> None:
+                async with anyio.create_task_group() as tg:
+                    started.set_result(await tg.start(fn, *args))
+                    await stop_event[0].wait()
+                    tg.cancel_scope.cancel()
+
+            task = asyncio.get_running_loop().create_task(owner())
+            owner_task.append(task)
+            try:
+                await asyncio.wait([started, task], return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                raise
+            if started.done():
+                return started.result()
+            return task.result()  # fn failed before it started: raise its error
+
+        async def stop() -> None:
+            stop_event[0].set()
+            await owner_task[0]
+
+        value = await self.run(start)
+        try:
+            yield value
+        finally:
+            with self._trio.CancelScope(shield=True):
+                await self.run(stop)
+
+    @contextlib.asynccontextmanager
+    async def iterate(self, open_stream: Callable[[], AsyncIterator[T]]) -> AsyncIterator[AsyncIterator[T]]:
+        queue: asyncio.Queue[Any] = asyncio.Queue(STREAM_BUFFER)
+        pump_task: list[asyncio.Task[None]] = []
+
+        async def pump() -> None:
+            stream = open_stream()
+            try:
+                async for item in stream:
+                    await queue.put(item)
+                await queue.put(_END)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                await queue.put(exc)
+            finally:
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+
+        async def start() -> None:
+            pump_task.append(asyncio.get_running_loop().create_task(pump()))
+
+        async def stop() -> None:
+            task = pump_task[0]
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        async def items() -> AsyncIterator[T]:
+            while True:
+                item = await self.run(queue.get)
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+
+        await self.run(start)
+        iterator = items()
+        try:
+            yield iterator
+        finally:
+            with self._trio.CancelScope(shield=True):
+                await iterator.aclose()
+                await self.run(stop)
+
+    async def call_back(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        # Runs on the asyncio loop: start fn as a trio task, wait for it here.
+        trio = self._trio
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        scope: list[Any] = []
+
+        def settle(outcome: Callable[[], None]) -> None:
+            if not future.done():
+                outcome()
+
+        async def runner() -> None:
+            with trio.CancelScope() as cancel_scope:
+                scope.append(cancel_scope)
+                try:
+                    result = await fn(*args)
+                except BaseException as exc:
+                    loop.call_soon_threadsafe(settle, lambda: future.set_exception(exc))
+                    if not isinstance(exc, Exception):
+                        raise
+                    return
+                loop.call_soon_threadsafe(settle, lambda: future.set_result(result))
+            if cancel_scope.cancelled_caught:
+                loop.call_soon_threadsafe(future.cancel)
+
+        def spawn() -> None:
+            trio.lowlevel.spawn_system_task(runner, context=contextvars.Context())
+
+        self._token.run_sync_soon(spawn)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if scope:
+                self._token.run_sync_soon(scope[0].cancel)
+            raise
+
+    async def aclose(self) -> None:
+        if self._closing:
+            await self._stopped.wait()
+            return
+        self._closing = True
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        with self._trio.CancelScope(shield=True):
+            await self._stopped.wait()
+        self._thread.join()
+
+
+def open_grpc_loop() -> GrpcLoop:
+    """The GrpcLoop for the running backend; close it with ``aclose()``."""
+    library = sniffio.current_async_library()
+    if library == "asyncio":
+        return _CallerLoop()
+    if library == "trio":
+        return _ThreadLoop()
+    raise FlameError(
+        FlameErrorCode.INVALID_CONFIG,
+        f"flame runs under asyncio or trio, not {library!r}",
+    )
+
+
+# --------------------------------------------------------------------------
+# Client channels
+
+
+def _call_name(path: str) -> str:
+    return path.rsplit("/", 1)[-1] or path
+
+
+def _grpc_failure(exc: BaseException, call: str, endpoint: Endpoint) -> FlameError:
+    """Turn what grpclib or the network raised into a FlameError."""
+    where = f"{call} on {endpoint}"
+    if isinstance(exc, FlameError):
+        return exc
+    if isinstance(exc, grpclib.exceptions.GRPCError):
+        said = exc.message or exc.status.name
+        code = code_for_status(exc.status)
+        if exc.status is Status.UNKNOWN and (exc.message or "").strip().lower() in ("", "unknown"):
+            # What a v0.4 session manager sends for most refusals.
+            said = (
+                "the cluster refused the call without a reason (UNKNOWN 'unknown'); a v0.4 "
+                "cluster answers so when the session is closed or the object's state forbids "
+                "the call"
+            )
+        elif exc.status is Status.UNIMPLEMENTED:
+            said = f"the cluster does not implement {call} ({said})"
+        return FlameError(code, f"{where} failed: {exc.status.name}: {said}")
+    if isinstance(exc, grpclib.exceptions.StreamTerminatedError):
+        return FlameError(FlameErrorCode.UNAVAILABLE, f"{where} failed: the connection was lost ({exc})")
+    if isinstance(exc, ssl.SSLError):
+        return FlameError(FlameErrorCode.INVALID_CONFIG, f"{where} failed: TLS: {exc}")
+    if isinstance(exc, (ConnectionError, OSError)):
+        return FlameError(
+            FlameErrorCode.UNAVAILABLE,
+            f"{where} failed: cannot reach the cluster ({exc.strerror or exc})",
+        )
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return FlameError(FlameErrorCode.TIMEOUT, f"{where} did not finish in time")
+    if isinstance(exc, grpclib.exceptions.ProtocolError):
+        return FlameError(FlameErrorCode.INTERNAL, f"{where} failed: protocol error: {exc}")
+    return FlameError(FlameErrorCode.INTERNAL, f"{where} failed: {type(exc).__name__}: {exc}")
+
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+class Channel:
+    """A client connection to one gRPC endpoint, usable from asyncio or trio.
+
+    Open it with :meth:`connect` and close it with :meth:`aclose` (or use it as
+    an async context manager). Generated stubs are bound to :attr:`grpc` and
+    called through :meth:`unary` and :meth:`stream`, which run them where
+    grpclib lives and translate failures into FlameError.
+    """
+
+    def __init__(self, endpoint: Endpoint, loop: GrpcLoop, grpc: grpclib.client.Channel) -> None:
+        self.endpoint = endpoint
+        self.loop = loop
+        self.grpc = grpc
+        self._closed = False
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        ca_file: str | None = None,
+        connect_timeout: float | None = 10.0,
+    ) -> Channel:
+        """Connect to ``url``; raise FlameError if it cannot be reached in time."""
+        endpoint = Endpoint.parse(url)
+        context = _ssl_context(ca_file) if endpoint.tls else None
+        if ca_file is not None and not endpoint.tls:
+            raise FlameError(
+                FlameErrorCode.INVALID_CONFIG,
+                f"a CA file was given for {url!r}, which is not https://",
+            )
+        loop = open_grpc_loop()
+        try:
+
+            async def make() -> grpclib.client.Channel:
+                channel = grpclib.client.Channel(endpoint.host, endpoint.port, ssl=context)
+                try:
+                    await asyncio.wait_for(channel.__connect__(), connect_timeout)
+                except BaseException:
+                    channel.close()
+                    raise
+                return channel
+
+            try:
+                grpc = await loop.run(make)
+            except (asyncio.TimeoutError, TimeoutError):
+                raise FlameError(
+                    FlameErrorCode.UNAVAILABLE,
+                    f"cannot connect to {endpoint}: no answer within {connect_timeout} s",
+                ) from None
+            except (OSError, ssl.SSLError, grpclib.exceptions.ProtocolError) as exc:
+                raise FlameError(
+                    _grpc_failure(exc, "connect", endpoint).code,
+                    f"cannot connect to {endpoint}: {getattr(exc, 'strerror', None) or exc}",
+                ) from None
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await loop.aclose()
+            raise
+        return cls(endpoint, loop, grpc)
+
+    async def unary(
+        self,
+        method: Callable[..., Awaitable[Resp]],
+        request: Any,
+        *,
+        timeout: float | None = None,
+    ) -> Resp:
+        """Call the bound stub ``method`` with ``request``; errors become FlameError."""
+        try:
+            return await self.loop.run(_call_unary, method, request, timeout)
+        except Exception as exc:
+            raise _grpc_failure(exc, _stub_call_name(method), self.endpoint) from None
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        method: Callable[..., AsyncIterator[Resp]],
+        request: Any,
+        *,
+        timeout: float | None = None,
+    ) -> AsyncIterator[AsyncIterator[Resp]]:
+        """Open the server stream of the bound stub ``method``; closed on exit."""
+        call = _stub_call_name(method)
+
+        async def translated() -> AsyncIterator[Resp]:
+            try:
+                async for item in method(request, timeout=timeout):
+                    yield item
+            except (Exception, asyncio.TimeoutError) as exc:
+                raise _grpc_failure(exc, call, self.endpoint) from None
+
+        async with self.loop.iterate(translated) as items:
+            yield items
+
+    async def aclose(self) -> None:
+        """Close the connection and stop the grpc loop; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            with contextlib.suppress(FlameError):
+                await self.loop.run(_close_grpc, self.grpc)
+            await self.loop.aclose()
+
+    async def __aenter__(self) -> Channel:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def _call_unary(method: Callable[..., Awaitable[Resp]], request: Any, timeout: float | None) -> Resp:
+    return await method(request, timeout=timeout)
+
+
+async def _close_grpc(channel: grpclib.client.Channel) -> None:
+    channel.close()
+    # Let the transport's connection_lost run, so the socket is gone when we return.
+    await asyncio.sleep(0)
+
+
+def _stub_call_name(method: Callable[..., Any]) -> str:
+    name = getattr(method, "__name__", "call")
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+# --------------------------------------------------------------------------
+# Servers
+
+
+class Server(Generic[T]):
+    """A running gRPC server; :attr:`port` and :attr:`address` say where."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+
+    @property
+    def address(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    loop: GrpcLoop,
+    handlers: Sequence[Any],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> AsyncIterator[Server[Any]]:
+    """Serve the generated service ``handlers`` on ``host:port`` for the ``async with``.
+
+    Port 0 takes a free port. Leaving closes the listening socket and every
+    connection, and waits until the server has stopped.
+    """
+
+    async def run_server(*, task_status: anyio.abc.TaskStatus[Server[Any]]) -> None:
+        server = grpclib.server.Server(list(handlers))
+        try:
+            await server.start(host, port, reuse_address=True)
+        except OSError as exc:
+            raise FlameError(
+                FlameErrorCode.INVALID_CONFIG,
+                f"cannot serve on {host}:{port}: {exc.strerror or exc}",
+            ) from None
+        try:
+            sockets = server._server.sockets if server._server is not None else ()
+            bound = sockets[0].getsockname()[1] if sockets else port
+            task_status.started(Server(host, bound))
+            await asyncio.Event().wait()
+        finally:
+            server.close()
+            with anyio.CancelScope(shield=True):
+                await server.wait_closed()
+
+    async with loop.background(run_server) as server:
+        yield server
+
+
+def pid() -> int:
+    """This process's id (a seam for tests of the service contract)."""
+    return os.getpid()

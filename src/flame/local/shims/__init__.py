@@ -1,0 +1,58 @@
+"""How an executor runs an application's code: one shim per ``Shim`` kind.
+
+A shim is opened once when an executor is bound to a session (session-enter),
+invoked once per task, one task after another, and closed when the executor
+is released (session-leave)::
+
+    async with open_shim(app, session) as shim:
+        output = await shim.invoke(task)      # bytes, or None for no output
+
+``invoke`` raises :class:`ShimError` (or any exception) when the task fails;
+the executor marks the task Failed with the error's text as its output. The
+same holds for entering: if it fails, the session's tasks that this executor
+took are failed with that text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Protocol
+
+from ..._proto import flame as pb
+
+__all__ = ["SHIMS", "ShimError", "ShimOpener", "ShimSession", "open_shim", "supported"]
+
+
+class ShimError(Exception):
+    """A task or session failed inside a shim; the text becomes the task's output."""
+
+
+class ShimSession(Protocol):
+    """A shim bound to one session."""
+
+    async def invoke(self, task: pb.TaskContext) -> bytes | None:
+        """Run one task and give its output."""
+        ...
+
+
+#: Opens a shim for (application, session-context): an async context manager
+#: whose entering is session-enter and whose leaving is session-leave.
+ShimOpener = Callable[
+    [pb.Application, pb.SessionContext], contextlib.AbstractAsyncContextManager[ShimSession]
+]
+
+#: Every shim this cluster can run, by kind. An application whose kind is
+#: missing here is refused at registration.
+SHIMS: dict[pb.Shim, ShimOpener] = {}
+
+
+def supported(kind: pb.Shim) -> bool:
+    return kind in SHIMS
+
+
+def open_shim(
+    app: pb.Application, session: pb.SessionContext
+) -> contextlib.AbstractAsyncContextManager[ShimSession]:
+    assert app.spec is not None
+    return SHIMS[app.spec.shim](app, session)
