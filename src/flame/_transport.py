@@ -681,3 +681,13 @@ async def serve(
 def pid() -> int:
     """This process's id (a seam for tests of the service contract)."""
     return os.getpid()
+
+
+def refuse(status: str, message: str) -> Exception:
+    """An exception that fails the server call raising it with ``status`` and ``message``.
+
+    ``status`` is a gRPC status name such as ``"INTERNAL"`` or
+    ``"FAILED_PRECONDITION"``; handlers outside this module use it so that
+    they need not know grpclib.
+    """
+    return grpclib.exceptions.GRPCError(Status[status], message)
