@@ -1,0 +1,353 @@
+"""The service side of the Grpc shim contract.
+
+An executor starts the service's program with ``FLAME_SERVICE_MANAGER`` set to
+the address of its ``GrpcServiceManager``. :func:`serve` then
+
+1. serves ``GrpcShim`` on 127.0.0.1 at a free port,
+2. calls ``RegisterService`` there with that address and this process's id,
+3. answers ``OnSessionEnter``, ``OnTaskInvoke`` and ``OnSessionLeave`` by
+   calling the service's handlers, one call at a time,
+4. stops gracefully on SIGTERM or SIGINT (or when the process that started it
+   goes away): the task in hand finishes, the session is left, and it returns.
+
+The gRPC server runs on the grpc loop (an asyncio loop; under trio, one in a
+thread of its own). A plain handler runs in a worker thread so that it never
+blocks that loop; an async handler runs on the backend that called
+:func:`serve`, so a trio service's handlers run under trio.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import inspect
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal, TypeVar
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from .. import _transport
+from .._errors import FlameError, FlameErrorCode
+from .._proto import flame as pb
+from .._transport import Channel, Endpoint, GrpcLoop, open_grpc_loop, refuse
+from ._types import SessionContext, TaskContext, TaskOutput
+
+__all__ = ["MANAGER_VARIABLE", "FlameService", "run", "serve"]
+
+log = logging.getLogger("flame.service")
+
+T = TypeVar("T")
+
+#: The environment variable that carries the executor's GrpcServiceManager address.
+MANAGER_VARIABLE = "FLAME_SERVICE_MANAGER"
+
+#: How often a service checks that the process which started it is still there.
+PARENT_CHECK_SECONDS = 1.0
+
+HandlerResult = TaskOutput | bytes | None
+
+
+class FlameService(abc.ABC):
+    """A Flame service: subclass it, override the handlers, and pass it to :func:`run`.
+
+    An executor binds the service to one session at a time: it calls
+    :meth:`on_session_enter` once, :meth:`on_task_invoke` once per task (one
+    after another, never two at once), and :meth:`on_session_leave` once when
+    it is done with the session. Any handler may be a plain method or an
+    ``async def``: plain ones run in a worker thread, so a long computation
+    does not stop the service from answering; async ones run on the event
+    loop that runs the service.
+
+    An exception raised by a handler fails that call, and its text is what
+    the client sees as the failed task's output.
+    """
+
+    def on_session_enter(self, ctx: SessionContext) -> Awaitable[None] | None:
+        """The service is bound to the session ``ctx``; prepare for its tasks."""
+        return None
+
+    @abc.abstractmethod
+    def on_task_invoke(self, ctx: TaskContext) -> HandlerResult | Awaitable[HandlerResult]:
+        """Run one task; return its output as bytes, a :class:`TaskOutput`, or None."""
+
+    def on_session_leave(self) -> Awaitable[None] | None:
+        """The session is over (or the service is stopping); release what it held."""
+        return None
+
+
+def _is_overridden(service: FlameService, name: str) -> bool:
+    return getattr(type(service), name) is not getattr(FlameService, name)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _ShimServicer(pb.GrpcShimBase):  # type: ignore[misc]
+    """Answers the executor's calls; every method here runs on the grpc loop."""
+
+    def __init__(self, service: FlameService, loop: GrpcLoop) -> None:
+        self._service = service
+        self._loop = loop
+        # The grpc loop's own lock (created there: anyio primitives belong to
+        # the backend that creates them). Holding it for the length of every
+        # call makes calls one at a time, and lets stop() wait for the task
+        # in hand by taking it.
+        self._lock = anyio.Lock()
+        self._session: SessionContext | None = None
+        self._stopping = False
+        # Calls being answered, counted until their reply is sent: the server
+        # cancels whatever is still running when it closes.
+        self._active = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    def __mapping__(self) -> dict[str, Any]:
+        return {
+            path: handler._replace(func=self._counted(handler.func))
+            for path, handler in super().__mapping__().items()
+        }
+
+    def _counted(self, func: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+        async def counted(stream: Any) -> None:
+            if self._active == 0:
+                self._idle = anyio.Event()
+            self._active += 1
+            try:
+                await func(stream)
+            finally:
+                self._active -= 1
+                if self._active == 0:
+                    self._idle.set()
+
+        return counted
+
+    async def _call(self, name: str, *args: Any) -> Any:
+        method: Callable[..., Any] = getattr(self._service, name)
+        if inspect.iscoroutinefunction(method):
+            return await self._loop.call_back(method, *args)
+        result = await anyio.to_thread.run_sync(method, *args)
+        if inspect.isawaitable(result):
+            # A plain method that returned a coroutine: await it where async
+            # handlers run.
+            return await self._loop.call_back(_await, result)
+        return result
+
+    def _refuse_if_stopping(self, call: str) -> None:
+        if self._stopping:
+            raise refuse("UNAVAILABLE", f"{call} refused: the service is stopping")
+
+    async def on_session_enter(self, message: pb.SessionContext) -> pb.Result:
+        async with self._lock:
+            self._refuse_if_stopping("OnSessionEnter")
+            if self._session is not None:
+                raise refuse(
+                    "FAILED_PRECONDITION",
+                    f"OnSessionEnter for session {message.session_id} refused: the service "
+                    f"is still bound to session {self._session.session_id}; call "
+                    "OnSessionLeave first",
+                )
+            ctx = SessionContext._from_wire(message)
+            if _is_overridden(self._service, "on_session_enter"):
+                try:
+                    await self._call("on_session_enter", ctx)
+                except Exception as exc:
+                    log.exception("on_session_enter failed for session %s", ctx.session_id)
+                    raise refuse("INTERNAL", _describe(exc)) from None
+            self._session = ctx
+            return pb.Result(return_code=0)
+
+    async def on_task_invoke(self, message: pb.TaskContext) -> pb.TaskOutput:
+        async with self._lock:
+            self._refuse_if_stopping("OnTaskInvoke")
+            if self._session is None:
+                raise refuse(
+                    "FAILED_PRECONDITION",
+                    f"OnTaskInvoke for task {message.task_id} refused: no session is "
+                    "entered; call OnSessionEnter first",
+                )
+            ctx = TaskContext._from_wire(message)
+            try:
+                result = await self._call("on_task_invoke", ctx)
+            except Exception as exc:
+                log.exception("on_task_invoke failed for task %s", ctx.task_id)
+                raise refuse("INTERNAL", _describe(exc)) from None
+            return pb.TaskOutput(data=_output_bytes(result))
+
+    async def on_session_leave(self, message: pb.EmptyRequest) -> pb.Result:
+        async with self._lock:
+            await self._leave()
+            return pb.Result(return_code=0)
+
+    async def _leave(self) -> None:
+        session, self._session = self._session, None
+        if session is None or not _is_overridden(self._service, "on_session_leave"):
+            return
+        try:
+            await self._call("on_session_leave")
+        except Exception as exc:
+            log.exception("on_session_leave failed for session %s", session.session_id)
+            raise refuse("INTERNAL", _describe(exc)) from None
+
+    async def stop(self) -> None:
+        """Refuse new calls, wait for the one in hand, and leave the session."""
+        self._stopping = True
+        with anyio.CancelScope(shield=True):
+            while self._active:
+                await self._idle.wait()
+            async with self._lock:
+                # A failing on_session_leave is logged by _leave; stopping goes on.
+                with contextlib.suppress(Exception):
+                    await self._leave()
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def _output_bytes(result: object) -> bytes | None:
+    if result is None:
+        return None
+    if isinstance(result, TaskOutput):
+        return result.data
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return bytes(result)
+    hint = " (encode text with .encode())" if isinstance(result, str) else ""
+    raise refuse(
+        "INTERNAL",
+        f"on_task_invoke returned {type(result).__name__}; return bytes, a TaskOutput, "
+        f"or None{hint}",
+    )
+
+
+def _manager_address() -> str:
+    address = os.environ.get(MANAGER_VARIABLE, "").strip()
+    if not address:
+        raise FlameError(
+            FlameErrorCode.INVALID_CONFIG,
+            f"{MANAGER_VARIABLE} is not set. A Flame service is started by a Flame "
+            "executor (Grpc shim) or by `flame local`, which set it; register the "
+            "program as an application with shim Grpc, its command and arguments, "
+            "and open a session on it. To run it by hand, set "
+            f"{MANAGER_VARIABLE}=http://127.0.0.1:<port> to a GrpcServiceManager.",
+        )
+    try:
+        Endpoint.parse(address)
+    except FlameError as exc:
+        raise FlameError(
+            FlameErrorCode.INVALID_CONFIG, f"{MANAGER_VARIABLE} is not usable: {exc.message}"
+        ) from None
+    return address
+
+
+async def _register(manager: str, address: str) -> None:
+    async with await Channel.connect(manager) as channel:
+        stub = pb.GrpcServiceManagerStub(channel.grpc)
+        request = pb.RegisterServiceRequest(address=address, service_id=str(_transport.pid()))
+        await channel.unary(stub.register_service, request, timeout=30.0)
+
+
+async def _first_signal(signals: AsyncIterator[int], stop: anyio.Event) -> None:
+    async for signum in signals:
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        stop.set()
+        return
+
+
+async def _watch_parent(stop: anyio.Event) -> None:
+    # Nothing signals a parent's exit to a process that is not its child's
+    # parent: polling is the portable way.
+    parent = os.getppid()
+    while os.getppid() == parent:  # noqa: ASYNC110
+        await anyio.sleep(PARENT_CHECK_SECONDS)
+    log.info("the process that started the service (pid %d) is gone: stopping", parent)
+    stop.set()
+
+
+async def serve(service: FlameService, *, handle_signals: bool = True) -> None:
+    """Serve ``service`` to the executor named by ``FLAME_SERVICE_MANAGER``.
+
+    Runs under asyncio or trio, until SIGTERM or SIGINT (when
+    ``handle_signals`` is true and this is the main thread) or until the
+    process that started it exits; then it lets the task in hand finish,
+    leaves the session, and returns. Cancelling it stops the server at once.
+
+    Raises FlameError(INVALID_CONFIG) when ``FLAME_SERVICE_MANAGER`` is not
+    set, and FlameError(UNAVAILABLE) when the manager cannot be reached.
+    """
+    manager = _manager_address()
+    loop = open_grpc_loop()
+    failure: FlameError | None = None
+    try:
+        servicer = await loop.run(_make_servicer, service, loop)
+        stop = anyio.Event()
+        with contextlib.ExitStack() as stack:
+            # Installed before registering, so that a signal at any moment
+            # after that is a graceful stop. Leaving restores the default
+            # handlers: a second signal during the stop ends the process.
+            signals = None
+            if handle_signals and threading.current_thread() is threading.main_thread():
+                signals = stack.enter_context(
+                    anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT)
+                )
+            async with _transport.serve(loop, [servicer]) as server:
+                # A failure is raised after the server is closed, on its own
+                # rather than inside the server's task group.
+                try:
+                    await _register(manager, server.address)
+                except FlameError as exc:
+                    failure = exc
+                else:
+                    log.info("serving on %s, registered with %s", server.address, manager)
+                    async with anyio.create_task_group() as tg:
+                        if signals is not None:
+                            tg.start_soon(_first_signal, signals, stop)
+                        tg.start_soon(_watch_parent, stop)
+                        await stop.wait()
+                        tg.cancel_scope.cancel()
+                    await loop.run(servicer.stop)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await loop.aclose()
+    if failure is not None:
+        raise failure
+
+
+async def _make_servicer(service: FlameService, loop: GrpcLoop) -> _ShimServicer:
+    return _ShimServicer(service, loop)
+
+
+def run(service: FlameService, *, backend: Literal["asyncio", "trio"] = "asyncio") -> None:
+    """Run ``service`` until the executor stops it: the ``main`` of a service program.
+
+    ``backend`` picks the event loop that runs async handlers: ``"asyncio"``
+    or ``"trio"``. A configuration problem (no ``FLAME_SERVICE_MANAGER``, say)
+    prints what to do on stderr and exits with status 2; a manager that
+    cannot be reached exits with status 1.
+    """
+    if backend not in ("asyncio", "trio"):
+        raise FlameError(
+            FlameErrorCode.INVALID_ARGUMENT,
+            f"backend {backend!r} is not supported; use 'asyncio' or 'trio'",
+        )
+    if backend == "trio":
+        try:
+            import trio  # noqa: F401
+        except ImportError:
+            raise FlameError(
+                FlameErrorCode.INVALID_CONFIG,
+                "backend 'trio' needs trio: pip install 'flame-sdk[trio]'",
+            ) from None
+    try:
+        anyio.run(serve, service, backend=backend)
+    except FlameError as exc:
+        print(f"flame service: {exc.message}", file=sys.stderr)
+        raise SystemExit(2 if exc.code is FlameErrorCode.INVALID_CONFIG else 1) from None
