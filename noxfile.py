@@ -22,7 +22,8 @@ PROTO_FILES = ["types.proto", "frontend.proto", "shim.proto"]
 GENERATED = ROOT / "src" / "flame" / "_proto"
 
 # Pinned so that the committed generated code is reproducible.
-PROTO_TOOLS = ["betterproto2-compiler==0.10.1", "grpcio-tools==1.85.1"]
+# ruff too: the compiler formats its output with whatever ruff it finds.
+PROTO_TOOLS = ["betterproto2-compiler==0.10.1", "grpcio-tools==1.85.1", "ruff==0.17.6"]
 PLUGIN_OPTIONS = "client_generation=async,server_generation=async"
 
 _pythons = os.environ.get("FLAME_NOX_PYTHONS", "").split() or None
