@@ -56,3 +56,7 @@ def open_shim(
 ) -> contextlib.AbstractAsyncContextManager[ShimSession]:
     assert app.spec is not None
     return SHIMS[app.spec.shim](app, session)
+
+
+# The shims that come with the cluster register themselves in SHIMS on import.
+from . import _log, _shell, _stdio, grpc  # noqa: E402, F401

@@ -1,0 +1,471 @@
+"""The session manager: applications, sessions and tasks, and their rules.
+
+Every ``Frontend`` call lands on one method here, with its arguments already
+taken out of the request. A refusal is a :class:`FlameError` whose code the
+frontend turns into a gRPC status (NOT_FOUND, INVALID_ARGUMENT, or
+FAILED_PRECONDITION for ``INVALID_STATE``); a refused call changes nothing.
+
+The rules are those of a v0.4 session manager:
+
+* session ids count from 1 across the cluster, task ids from 1 within each
+  session; an id that is not an integer is an invalid argument;
+* tasks are created only on an open session, and start Pending;
+* a session closes only when none of its tasks is Pending or Running, and is
+  deleted only once closed;
+* the counters of a session count its tasks by state.
+
+Besides what v0.4 offers, a closed session can be opened again, and a task
+that is not running can be deleted.
+
+Everything here runs on one event loop and never awaits in the middle of a
+change, so no lock is needed. The hot path (create a task, hand it to an
+executor, finish it, tell its watchers) is O(1).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import anyio
+
+from .._errors import FlameError, FlameErrorCode
+from .._proto import flame as pb
+from ._storage import Storage
+from .shims import supported
+
+__all__ = ["SessionManager", "SessionRuntime", "WorkListener"]
+
+log = logging.getLogger("flame.local.sessions")
+
+_FINAL = (pb.TaskState.Succeed, pb.TaskState.Failed)
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _not_found(message: str) -> FlameError:
+    return FlameError(FlameErrorCode.NOT_FOUND, message)
+
+
+def _invalid(message: str) -> FlameError:
+    return FlameError(FlameErrorCode.INVALID_ARGUMENT, message)
+
+
+def _state(message: str) -> FlameError:
+    return FlameError(FlameErrorCode.INVALID_STATE, message)
+
+
+def parse_id(text: str, what: str) -> int:
+    """The integer in ``text``, or INVALID_ARGUMENT naming ``what`` it was."""
+    body = text[1:] if text.startswith("-") else text
+    if not body or not body.isascii() or not body.isdigit():
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise _invalid(f"{what} {shown!r} is not an integer; ids are decimal integers like '1'")
+    if len(body) > 19:
+        # An integer, but far beyond any id this cluster hands out.
+        return -1
+    return int(text)
+
+
+class WorkListener(Protocol):
+    """What the session manager tells the executor pool."""
+
+    def work_added(self, session: SessionRuntime) -> None:
+        """``session`` got a pending task."""
+
+    def session_closed(self, session: SessionRuntime) -> None:
+        """``session`` closed or went away: release its executors."""
+
+
+class SessionRuntime:
+    """What the cluster keeps about a session besides its stored message."""
+
+    __slots__ = ("app", "executors", "id", "idle", "message", "pending")
+
+    def __init__(self, session_id: int, message: pb.Session, app: pb.Application) -> None:
+        self.id = session_id
+        self.message = message
+        self.app = app
+        #: Pending tasks in order of creation: (task id, task).
+        self.pending: collections.deque[tuple[int, pb.Task]] = collections.deque()
+        #: Executors bound to the session, and those of them waiting for work.
+        #: Owned by the executor pool.
+        self.executors: set[object] = set()
+        self.idle: list[object] = []
+
+    @property
+    def status(self) -> pb.SessionStatus:
+        assert self.message.status is not None
+        return self.message.status
+
+    @property
+    def slots(self) -> int:
+        assert self.message.spec is not None
+        return int(self.message.spec.slots)
+
+    @property
+    def is_open(self) -> bool:
+        return bool(self.status.state == pb.SessionState.Open)
+
+    @property
+    def work(self) -> int:
+        status = self.status
+        return int(status.pending + status.running)
+
+
+class _Watch:
+    """One WatchTask stream: the states it has still to send."""
+
+    __slots__ = ("event", "states")
+
+    def __init__(self) -> None:
+        self.states: list[pb.TaskState | None] = []  # None: the task was deleted
+        self.event = anyio.Event()
+
+
+class SessionManager:
+    """Applications, sessions and tasks, kept in a :class:`Storage`."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        capacity: int,
+        max_message_bytes: int,
+        listener: WorkListener | None = None,
+    ) -> None:
+        self.storage = storage
+        self.capacity = capacity
+        self.max_message_bytes = max_message_bytes
+        self.listener = listener
+        self._runtimes: dict[int, SessionRuntime] = {}
+        self._watches: dict[tuple[int, int], list[_Watch]] = {}
+
+    # ------------------------------------------------------------------
+    # Applications
+
+    def check_application(self, name: str, spec: pb.ApplicationSpec | None) -> str | None:
+        """Why ``spec`` cannot be registered as ``name``, or None if it can."""
+        if not name:
+            return "the application name is empty; give the application a name"
+        if spec is None:
+            return f"application {name!r} has no spec; send an ApplicationSpec with a shim"
+        try:
+            kind = pb.Shim(spec.shim)
+        except ValueError:
+            return f"application {name!r} has an unknown shim {int(spec.shim)}"
+        if not supported(kind):
+            return (
+                f"application {name!r} uses the {kind.name} shim, which this cluster cannot "
+                f"run yet; use Log, Stdio or Shell"
+            )
+        if kind == pb.Shim.Stdio and not spec.command:
+            return f"application {name!r} uses the Stdio shim but has no command to run"
+        for entry in spec.environments:
+            if "=" not in entry or entry.startswith("="):
+                return (
+                    f"application {name!r} has the environment entry {entry!r}; "
+                    "entries are NAME=VALUE"
+                )
+        return None
+
+    def register_application(self, name: str, spec: pb.ApplicationSpec | None) -> str | None:
+        """Register ``name``; return None, or why it was refused (for a Result)."""
+        if self.storage.get_application(name) is not None:
+            return f"application {name!r} is already registered; unregister it first"
+        problem = self.check_application(name, spec)
+        if problem is not None:
+            return problem
+        app = pb.Application(
+            metadata=pb.Metadata(id=name, name=name),
+            spec=spec,
+            status=pb.ApplicationStatus(state=pb.ApplicationState.Enabled, creation_time=_now()),
+        )
+        self.storage.save_application(app)
+        log.info("registered application %r (%s shim)", name, pb.Shim(app.spec.shim).name)
+        return None
+
+    def update_application(self, name: str, spec: pb.ApplicationSpec | None) -> str | None:
+        """Replace the spec of ``name``; sessions already created keep the old one."""
+        app = self._application(name)
+        problem = self.check_application(name, spec)
+        if problem is not None:
+            return problem
+        app.spec = spec
+        self.storage.save_application(app)
+        log.info("updated application %r", name)
+        return None
+
+    def unregister_application(self, name: str) -> None:
+        self._application(name)
+        users = sorted(
+            rt.id for rt in self._runtimes.values() if rt.is_open and rt.app.metadata.name == name
+        )
+        if users:
+            raise _state(
+                f"application {name!r} is used by open session(s) "
+                f"{', '.join(map(str, users))}; close them first"
+            )
+        self.storage.delete_application(name)
+        log.info("unregistered application %r", name)
+
+    def get_application(self, name: str) -> pb.Application:
+        return self._application(name)
+
+    def list_applications(self) -> list[pb.Application]:
+        return list(self.storage.applications())
+
+    def _application(self, name: str) -> pb.Application:
+        if not name:
+            raise _invalid("the application name is empty")
+        app = self.storage.get_application(name)
+        if app is None:
+            raise _not_found(f"application {name!r} is not registered")
+        return app
+
+    # ------------------------------------------------------------------
+    # Sessions
+
+    def create_session(self, spec: pb.SessionSpec | None) -> pb.Session:
+        if spec is None:
+            raise _invalid("CreateSession needs `session` (a SessionSpec naming the application)")
+        if not spec.application:
+            raise _invalid("the session spec names no application")
+        app = self.storage.get_application(spec.application)
+        if app is None:
+            raise _not_found(f"application {spec.application!r} is not registered")
+        slots = spec.slots or 1
+        if slots < 0:
+            raise _invalid(f"slots is {spec.slots}; ask for 1 or more slots per executor")
+        if slots > self.capacity:
+            raise _invalid(
+                f"the session asks for {slots} slots per executor but this cluster has "
+                f"{self.capacity} in all"
+            )
+        common = spec.common_data
+        if common is not None and len(common) > self.max_message_bytes:
+            raise _invalid(
+                f"common_data is {len(common)} bytes, above this cluster's limit of "
+                f"{self.max_message_bytes} bytes"
+            )
+        session_id = self.storage.next_session_id()
+        message = pb.Session(
+            metadata=pb.Metadata(id=str(session_id), name=str(session_id)),
+            spec=pb.SessionSpec(application=spec.application, slots=slots, common_data=common),
+            status=pb.SessionStatus(state=pb.SessionState.Open, creation_time=_now()),
+        )
+        self.storage.save_session(session_id, message)
+        self._runtimes[session_id] = SessionRuntime(session_id, message, app)
+        log.info("created session %d of application %r", session_id, spec.application)
+        return message
+
+    def runtime(self, session_text: str) -> SessionRuntime:
+        session_id = parse_id(session_text, "session id")
+        runtime = self._runtimes.get(session_id)
+        if runtime is None:
+            raise _not_found(f"session {session_text!r} does not exist")
+        return runtime
+
+    def get_session(self, session_text: str) -> pb.Session:
+        return self.runtime(session_text).message
+
+    def list_sessions(self) -> list[pb.Session]:
+        return list(self.storage.sessions())
+
+    def open_session(self, session_text: str) -> pb.Session:
+        """Open a closed session again; an open one is returned as it is."""
+        rt = self.runtime(session_text)
+        if not rt.is_open:
+            rt.status.state = pb.SessionState.Open
+            rt.status.completion_time = None
+            self.storage.save_session(rt.id, rt.message)
+            log.info("opened session %d again", rt.id)
+        return rt.message
+
+    def close_session(self, session_text: str) -> pb.Session:
+        rt = self.runtime(session_text)
+        status = rt.status
+        if not rt.is_open:
+            return rt.message
+        if status.pending or status.running:
+            raise _state(
+                f"session {rt.id} still has {status.pending} pending and {status.running} "
+                "running task(s); wait for them to finish before closing it"
+            )
+        status.state = pb.SessionState.Closed
+        status.completion_time = _now()
+        self.storage.save_session(rt.id, rt.message)
+        log.info("closed session %d", rt.id)
+        if self.listener is not None:
+            self.listener.session_closed(rt)
+        return rt.message
+
+    def delete_session(self, session_text: str) -> pb.Session:
+        rt = self.runtime(session_text)
+        if rt.is_open:
+            raise _state(f"session {rt.id} is open; close it before deleting it")
+        del self._runtimes[rt.id]
+        self.storage.delete_session(rt.id)
+        log.info("deleted session %d", rt.id)
+        if self.listener is not None:
+            self.listener.session_closed(rt)
+        return rt.message
+
+    # ------------------------------------------------------------------
+    # Tasks
+
+    def create_task(self, spec: pb.TaskSpec | None) -> pb.Task:
+        if spec is None:
+            raise _invalid("CreateTask needs `task` (a TaskSpec naming the session)")
+        if not spec.session_id:
+            raise _invalid("the task spec names no session; set session_id")
+        rt = self.runtime(spec.session_id)
+        if not rt.is_open:
+            raise _state(f"session {rt.id} is closed; open it again or create a new session")
+        data = spec.input
+        if data is not None and len(data) > self.max_message_bytes:
+            raise _invalid(
+                f"the task input is {len(data)} bytes, above this cluster's limit of "
+                f"{self.max_message_bytes} bytes"
+            )
+        task_id = self.storage.next_task_id(rt.id)
+        text = str(task_id)
+        task = pb.Task(
+            metadata=pb.Metadata(id=text, name=text),
+            spec=pb.TaskSpec(session_id=str(rt.id), input=data),
+            status=pb.TaskStatus(state=pb.TaskState.Pending, creation_time=_now()),
+        )
+        self.storage.save_task(rt.id, task_id, task)
+        rt.status.pending += 1
+        rt.pending.append((task_id, task))
+        log.debug("session %d: created task %d", rt.id, task_id)
+        if self.listener is not None:
+            self.listener.work_added(rt)
+        return task
+
+    def _task(self, task_text: str, session_text: str) -> tuple[SessionRuntime, int, pb.Task]:
+        if not task_text:
+            raise _invalid("the task id is empty")
+        if not session_text:
+            raise _invalid("the session id is empty; a task is named by session and task id")
+        task_id = parse_id(task_text, "task id")
+        rt = self.runtime(session_text)
+        task = self.storage.get_task(rt.id, task_id)
+        if task is None:
+            raise _not_found(f"task {task_text!r} does not exist in session {rt.id}")
+        return rt, task_id, task
+
+    def get_task(self, task_text: str, session_text: str) -> pb.Task:
+        return self._task(task_text, session_text)[2]
+
+    def delete_task(self, task_text: str, session_text: str) -> pb.Task:
+        rt, task_id, task = self._task(task_text, session_text)
+        state = task.status.state
+        if state == pb.TaskState.Running:
+            raise _state(f"task {task_id} of session {rt.id} is running; wait for it to finish")
+        if state == pb.TaskState.Pending:
+            rt.pending.remove((task_id, task))
+        self._count(rt.status, state, -1)
+        self.storage.delete_task(rt.id, task_id)
+        self._notify(rt.id, task_id, None)
+        log.debug("session %d: deleted task %d", rt.id, task_id)
+        return task
+
+    def take_task(self, rt: SessionRuntime) -> tuple[int, pb.Task] | None:
+        """Hand the oldest pending task of ``rt`` to an executor: it is now Running."""
+        if not rt.pending:
+            return None
+        task_id, task = rt.pending.popleft()
+        task.status.state = pb.TaskState.Running
+        status = rt.status
+        status.pending -= 1
+        status.running += 1
+        self.storage.save_task(rt.id, task_id, task)
+        self._notify(rt.id, task_id, pb.TaskState.Running)
+        return task_id, task
+
+    def finish_task(
+        self, rt: SessionRuntime, task_id: int, task: pb.Task, ok: bool, output: bytes | None
+    ) -> None:
+        """Mark a running task Succeed (``ok``) or Failed, with its output."""
+        state = pb.TaskState.Succeed if ok else pb.TaskState.Failed
+        task.spec.output = output
+        status = task.status
+        assert status is not None
+        status.state = state
+        status.completion_time = _now()
+        counters = rt.status
+        counters.running -= 1
+        if ok:
+            counters.succeed += 1
+        else:
+            counters.failed += 1
+        self.storage.save_task(rt.id, task_id, task)
+        self._notify(rt.id, task_id, state)
+
+    @staticmethod
+    def _count(status: pb.SessionStatus, state: pb.TaskState, delta: int) -> None:
+        if state == pb.TaskState.Pending:
+            status.pending += delta
+        elif state == pb.TaskState.Running:
+            status.running += delta
+        elif state == pb.TaskState.Succeed:
+            status.succeed += delta
+        else:
+            status.failed += delta
+
+    # ------------------------------------------------------------------
+    # Watching
+
+    def _notify(self, session_id: int, task_id: int, state: pb.TaskState | None) -> None:
+        watches = self._watches.get((session_id, task_id))
+        if watches:
+            for watch in watches:
+                watch.states.append(state)
+                watch.event.set()
+
+    async def watch_task(self, task_text: str, session_text: str) -> AsyncIterator[pb.Task]:
+        """The task now, then once per change of state, up to Succeed or Failed."""
+        rt, task_id, task = self._task(task_text, session_text)
+        status = task.status
+        assert status is not None
+        if status.state in _FINAL:
+            yield task
+            return
+        key = (rt.id, task_id)
+        watch = _Watch()
+        self._watches.setdefault(key, []).append(watch)
+        try:
+            yield _snapshot(task, status.state)
+            while True:
+                await watch.event.wait()
+                watch.event = anyio.Event()
+                states, watch.states = watch.states, []
+                for state in states:
+                    if state is None:
+                        raise _not_found(f"task {task_id} of session {rt.id} was deleted")
+                    if state in _FINAL:
+                        yield task
+                        return
+                    yield _snapshot(task, state)
+        finally:
+            watches = self._watches.get(key)
+            if watches is not None:
+                watches.remove(watch)
+                if not watches:
+                    del self._watches[key]
+
+
+def _snapshot(task: pb.Task, state: pb.TaskState) -> pb.Task:
+    """The task as it was in the unfinished ``state``: no output, no completion time."""
+    assert task.spec is not None and task.status is not None
+    return pb.Task(
+        metadata=task.metadata,
+        spec=pb.TaskSpec(session_id=task.spec.session_id, input=task.spec.input),
+        status=pb.TaskStatus(state=state, creation_time=task.status.creation_time),
+    )

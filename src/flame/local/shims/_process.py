@@ -1,0 +1,116 @@
+"""Running one child process for a task: the common part of the Stdio and Shell shims.
+
+Each child starts in a session (and so a process group) of its own, so that
+stopping it stops whatever it started too: when the task ends, fails or is
+cancelled, the whole group is killed and nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Mapping, Sequence
+
+import anyio
+import anyio.abc
+
+from ..._proto import flame as pb
+from .._limits import MAX_OUTPUT_BYTES
+from . import ShimError
+
+__all__ = ["child_environment", "run_child"]
+
+#: How much of a failing child's stderr goes into the error text.
+STDERR_TAIL = 2000
+
+
+def child_environment(spec: pb.ApplicationSpec, session_id: str, task_id: str) -> dict[str, str]:
+    """This process's environment, the application's ``environments``, and the Flame ids."""
+    env = dict(os.environ)
+    for entry in spec.environments:
+        name, _, value = entry.partition("=")
+        env[name] = value
+    env["FLAME_SESSION_ID"] = session_id
+    env["FLAME_TASK_ID"] = task_id
+    return env
+
+
+def _kill_group(process: anyio.abc.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+async def _read_all(
+    stream: anyio.abc.ByteReceiveStream | None, limit: int, into: list[bytes]
+) -> None:
+    if stream is None:
+        return
+    size = 0
+    async for chunk in stream:
+        size += len(chunk)
+        if size <= limit:
+            into.append(chunk)
+        else:
+            into.append(b"")  # keep reading so the child is not blocked on a full pipe
+
+
+async def _feed(stream: anyio.abc.ByteSendStream | None, data: bytes) -> None:
+    if stream is None:
+        return
+    try:
+        if data:
+            await stream.send(data)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, BrokenPipeError):
+        pass  # the child did not read all of its input; its exit code tells the rest
+    finally:
+        with contextlib.suppress(Exception):
+            await stream.aclose()
+
+
+async def run_child(
+    argv: Sequence[str],
+    *,
+    data: bytes,
+    env: Mapping[str, str],
+    cwd: str | None,
+    what: str,
+) -> bytes:
+    """Run ``argv`` with ``data`` on stdin; its stdout, or ShimError saying why it failed."""
+    try:
+        process = await anyio.open_process(
+            list(argv), cwd=cwd or None, env=env, start_new_session=True
+        )
+    except OSError as exc:
+        where = f" in {cwd!r}" if cwd else ""
+        raise ShimError(f"cannot start {what}{where}: {exc.strerror or exc}") from None
+    out: list[bytes] = []
+    err: list[bytes] = []
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_feed, process.stdin, data)
+            tg.start_soon(_read_all, process.stdout, MAX_OUTPUT_BYTES + 1, out)
+            tg.start_soon(_read_all, process.stderr, 64 * 1024, err)
+            code = await process.wait()
+            # Whatever the child left running would keep the pipes open.
+            _kill_group(process)
+    finally:
+        if process.returncode is None:
+            _kill_group(process)
+            with anyio.CancelScope(shield=True):
+                await process.wait()
+        else:
+            _kill_group(process)
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await process.aclose()
+    output = b"".join(out)
+    if code != 0:
+        tail = b"".join(err).decode("utf-8", "replace").strip()[-STDERR_TAIL:]
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        raise ShimError(f"{what} {how}" + (f": {tail}" if tail else " (no stderr)"))
+    if len(output) > MAX_OUTPUT_BYTES or any(not chunk for chunk in out):
+        raise ShimError(
+            f"{what} wrote more than {MAX_OUTPUT_BYTES} bytes to stdout, above the largest "
+            "task output this cluster sends"
+        )
+    return output
