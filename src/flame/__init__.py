@@ -1,5 +1,78 @@
-"""Flame: run very many short tasks over a cluster, from asyncio or trio."""
+"""Flame: run very many short tasks over a cluster, from asyncio or trio.
 
+Connect, open a session of a registered application, and run tasks in it::
+
+    import flame
+
+    async def main() -> None:
+        async with await flame.connect("http://127.0.0.1:8080") as conn:
+            attrs = flame.SessionAttributes(application="my-app", slots=1)
+            async with await conn.create_session(attrs) as session:
+                task = await session.run_task(b"echo hello")
+                print(task.output)
+
+The same code runs under ``asyncio.run(main())`` and ``trio.run(main)``.
+"""
+
+from ._client import (
+    DEFAULT_CALL_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT,
+    Connection,
+    Session,
+    SessionClient,
+    TaskInformer,
+    TaskWatcher,
+    connect,
+)
 from ._errors import FlameError, FlameErrorCode
+from ._types import (
+    DEFAULT_CONTEXT_NAME,
+    DEFAULT_FLAME_CONF,
+    DEFAULT_FLAME_ENDPOINT,
+    Application,
+    ApplicationAttributes,
+    ApplicationID,
+    ApplicationState,
+    CommonData,
+    Message,
+    SessionAttributes,
+    SessionID,
+    SessionState,
+    Shim,
+    Task,
+    TaskID,
+    TaskInput,
+    TaskOutput,
+    TaskState,
+)
 
-__all__ = ["FlameError", "FlameErrorCode"]
+__all__ = [
+    "DEFAULT_CALL_TIMEOUT",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_CONTEXT_NAME",
+    "DEFAULT_FLAME_CONF",
+    "DEFAULT_FLAME_ENDPOINT",
+    "Application",
+    "ApplicationAttributes",
+    "ApplicationID",
+    "ApplicationState",
+    "CommonData",
+    "Connection",
+    "FlameError",
+    "FlameErrorCode",
+    "Message",
+    "Session",
+    "SessionAttributes",
+    "SessionClient",
+    "SessionID",
+    "SessionState",
+    "Shim",
+    "Task",
+    "TaskID",
+    "TaskInformer",
+    "TaskInput",
+    "TaskOutput",
+    "TaskState",
+    "TaskWatcher",
+    "connect",
+]

@@ -1,0 +1,713 @@
+"""The client: a connection to a Flame cluster, its sessions and their tasks.
+
+Everything here is written with anyio and works the same under asyncio and
+trio. The network is reached only through :mod:`flame._transport`, whose
+failures already arrive as :class:`FlameError`; this module adds the checks
+that can be made before a call, and the meaning of the cluster's answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+import attrs
+
+from ._config import default_endpoint
+from ._errors import FlameError, FlameErrorCode
+from ._proto import flame as pb
+from ._transport import Channel
+from ._types import (
+    _SESSION_STATES,
+    Application,
+    ApplicationAttributes,
+    SessionAttributes,
+    SessionID,
+    SessionState,
+    Task,
+    TaskID,
+    TaskInput,
+    TaskState,
+    _application_from_pb,
+    _application_spec_to_pb,
+    _check_bytes,
+    _check_id,
+    _check_name,
+    _enum,
+    _invalid,
+    _optional_time,
+    _session_spec_to_pb,
+    _task_from_pb,
+    _time,
+)
+
+__all__ = [
+    "DEFAULT_CALL_TIMEOUT",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "Connection",
+    "Session",
+    "SessionClient",
+    "TaskInformer",
+    "TaskWatcher",
+    "connect",
+]
+
+log = logging.getLogger("flame.client")
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+"""Seconds :meth:`Connection.connect` waits for the cluster to accept the connection."""
+DEFAULT_CALL_TIMEOUT = 60.0
+"""Seconds a single request may take (watches are not bounded: tasks may run long)."""
+
+# How many updates run_task lets the watch get ahead of a slow informer.
+_INFORMER_BUFFER = 16
+
+# The task states after which nothing changes, as raw wire values.
+_FINAL_STATES = frozenset((int(TaskState.SUCCEED), int(TaskState.FAILED)))
+
+_C = TypeVar("_C", bound="Connection")
+_S = TypeVar("_S", bound="SessionClient")
+
+
+def _finished(message: pb.Task) -> bool:
+    status = message.status
+    return status is not None and status.state in _FINAL_STATES
+
+
+def _task_failed(task: Task) -> FlameError:
+    text = (task.output or b"").decode("utf-8", "replace").strip()
+    if len(text) > 2000:
+        text = text[:2000] + " [...]"
+    return FlameError(
+        FlameErrorCode.INTERNAL,
+        f"task {task.id} of session {task.session_id} failed: {text or '(no output)'}",
+    )
+
+
+# --------------------------------------------------------------------------
+# Connection
+
+
+class Connection:
+    """A connection to a Flame cluster: applications and sessions.
+
+    Open one with :meth:`Connection.connect` (or :func:`flame.connect`) and
+    close it with :meth:`close`, or use it as an async context manager::
+
+        async with await Connection.connect("http://127.0.0.1:8080") as conn:
+            print(await conn.list_sessions())
+
+    One connection carries any number of concurrent calls, from any number
+    of tasks of the event loop that opened it.
+    """
+
+    def __init__(
+        self, channel: Channel, *, request_timeout: float | None = DEFAULT_CALL_TIMEOUT
+    ) -> None:
+        # Use Connection.connect(); this is called with an open channel.
+        self._channel = channel
+        self._stub = pb.FrontendStub(channel.grpc)
+        self._timeout = request_timeout
+        self._closed = False
+
+    @classmethod
+    async def connect(
+        cls: type[_C],
+        addr: str | None = None,
+        *,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        request_timeout: float | None = DEFAULT_CALL_TIMEOUT,
+        ca_file: str | None = None,
+    ) -> _C:
+        """Connect to the cluster at ``addr``, such as ``"http://localhost:8080"``.
+
+        With no ``addr``, the endpoint comes from ``FLAME_ENDPOINT``, else from
+        ``~/.flame/flame-conf.yaml``, else :data:`DEFAULT_FLAME_ENDPOINT`.
+        ``https://`` endpoints use TLS (``ca_file`` names extra trusted
+        certificates). ``connect_timeout`` bounds the wait for the cluster to
+        accept the connection; ``request_timeout`` bounds each later request
+        (``None``: no bound).
+
+        Raises FlameError: ``INVALID_CONFIG`` for an address that is not an
+        ``http(s)://host:port`` URL, ``UNAVAILABLE`` when nothing answers there.
+        """
+        channel = await Channel.connect(
+            default_endpoint() if addr is None else addr,
+            ca_file=ca_file,
+            connect_timeout=connect_timeout,
+        )
+        return cls(channel, request_timeout=request_timeout)
+
+    @property
+    def endpoint(self) -> str:
+        """The URL this connection talks to."""
+        return self._channel.endpoint.url
+
+    async def close(self) -> None:
+        """Close the connection; calls still in flight fail. Closing twice is harmless."""
+        self._closed = True
+        await self._channel.aclose()
+
+    async def __aenter__(self: _C) -> _C:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Connection to {self.endpoint} ({state})>"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FlameError(
+                FlameErrorCode.INVALID_STATE,
+                f"the connection to {self.endpoint} is closed; connect again",
+            )
+
+    async def _call(self, method: Any, request: Any) -> Any:
+        if self._closed:
+            self._check_open()
+        return await self._channel.unary(method, request, timeout=self._timeout)
+
+    def _check_result(self, result: pb.Result, call: str, name: str) -> None:
+        if result.return_code == 0:
+            return
+        said = (result.message or "").strip()
+        # A v0.4 cluster answers these calls with a Result, not a gRPC status;
+        # its text is all there is to tell a bad argument from a name in use.
+        lowered = said.lower()
+        argument_words = ("invalid", "missing", "required", "empty", "bad ", "must")
+        code = (
+            FlameErrorCode.INVALID_ARGUMENT
+            if any(word in lowered for word in argument_words)
+            else FlameErrorCode.INVALID_STATE
+        )
+        raise FlameError(
+            code,
+            f"{call} of application {name!r} on {self.endpoint} was refused "
+            f"(code {result.return_code}): {said or 'no reason given'}",
+        )
+
+    # -- applications ------------------------------------------------------
+
+    async def register_application(
+        self, name: str, app_attrs: ApplicationAttributes | Mapping[str, Any]
+    ) -> None:
+        """Register the application ``name``, run as ``app_attrs`` say.
+
+        ``app_attrs`` is an :class:`ApplicationAttributes` or a dict with the
+        same keys::
+
+            await conn.register_application("my-app", {
+                "shim": Shim.SHELL,
+                "command": "python",
+                "arguments": ["script.py"],
+            })
+
+        Raises FlameError ``INVALID_ARGUMENT`` (checked before any call) for
+        an empty name or a bad attribute, and ``INVALID_STATE`` when the
+        cluster refuses, e.g. because the name is taken.
+        """
+        name = _check_name(name, "the application name")
+        attributes = ApplicationAttributes._coerce(app_attrs)
+        if attributes.name and attributes.name != name:
+            raise _invalid(
+                f"the application is registered as {name!r} but its attributes name it "
+                f"{attributes.name!r}; leave the attributes' name empty or make them agree"
+            )
+        request = pb.RegisterApplicationRequest(
+            name=name, application=_application_spec_to_pb(attributes)
+        )
+        result = await self._call(self._stub.register_application, request)
+        self._check_result(result, "RegisterApplication", name)
+
+    async def unregister_application(self, name: str) -> None:
+        """Unregister the application ``name``.
+
+        A v0.4 cluster does not implement this call: it raises FlameError
+        ``UNIMPLEMENTED`` there.
+        """
+        name = _check_name(name, "the application name")
+        request = pb.UnregisterApplicationRequest(name=name)
+        result = await self._call(self._stub.unregister_application, request)
+        self._check_result(result, "UnregisterApplication", name)
+
+    async def list_applications(self) -> list[Application]:
+        """Every registered application."""
+        answer = await self._call(self._stub.list_application, pb.ListApplicationRequest())
+        return [_application_from_pb(message) for message in answer.applications]
+
+    # -- sessions ------------------------------------------------------------
+
+    async def create_session(self, attrs: SessionAttributes | Mapping[str, Any]) -> Session:
+        """Open a session of an application; it accepts tasks until closed.
+
+        ``attrs`` is a :class:`SessionAttributes` (or a dict of its fields).
+        The returned :class:`Session` is also the client for its tasks, and an
+        async context manager that closes the session on exit::
+
+            async with await conn.create_session(SessionAttributes("my-app")) as session:
+                task = await session.run_task(b"echo hello")
+        """
+        attributes = SessionAttributes._coerce(attrs)
+        request = pb.CreateSessionRequest(session=_session_spec_to_pb(attributes))
+        return _session_from_pb(await self._call(self._stub.create_session, request), self)
+
+    async def list_sessions(self) -> list[Session]:
+        """Every session the cluster knows, open or closed."""
+        answer = await self._call(self._stub.list_session, pb.ListSessionRequest())
+        return [_session_from_pb(message, self) for message in answer.sessions]
+
+    async def get_session(self, session_id: SessionID) -> Session:
+        """The session ``session_id`` as it is now; FlameError ``NOT_FOUND`` if none."""
+        request = pb.GetSessionRequest(session_id=_check_id(session_id, "session_id"))
+        return _session_from_pb(await self._call(self._stub.get_session, request), self)
+
+    async def close_session(self, session_id: SessionID) -> Session:
+        """Close the session ``session_id`` and return it, now ``CLOSED``.
+
+        The cluster closes only a session none of whose tasks is pending or
+        running; otherwise it raises FlameError ``INVALID_STATE``.
+        """
+        request = pb.CloseSessionRequest(session_id=_check_id(session_id, "session_id"))
+        return _session_from_pb(await self._call(self._stub.close_session, request), self)
+
+    def session_client(self, session_id: SessionID) -> SessionClient:
+        """A client for the tasks of the session ``session_id``, without asking the cluster.
+
+        Use it when the id is known already (from another process, say) and
+        the session's fields are not needed. Same as ``SessionClient(conn, id)``.
+        """
+        return SessionClient(self, session_id)
+
+
+async def connect(
+    addr: str | None = None,
+    *,
+    connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+    request_timeout: float | None = DEFAULT_CALL_TIMEOUT,
+    ca_file: str | None = None,
+) -> Connection:
+    """Connect to a Flame cluster; the same as :meth:`Connection.connect`.
+
+    With no ``addr``, the endpoint is ``FLAME_ENDPOINT`` if set, else the
+    ``endpoint`` of the ``flame`` context in ``~/.flame/flame-conf.yaml``,
+    else :data:`DEFAULT_FLAME_ENDPOINT`.
+    """
+    return await Connection.connect(
+        addr, connect_timeout=connect_timeout, request_timeout=request_timeout, ca_file=ca_file
+    )
+
+
+# --------------------------------------------------------------------------
+# Sessions and their tasks
+
+
+class TaskInformer:
+    """Told about a task that :meth:`SessionClient.run_task` runs.
+
+    Subclass it and override what you need; each method may be a plain or an
+    ``async`` function. Both run in the task that called ``run_task``, one
+    call at a time, in the order of the task's updates.
+    """
+
+    def on_update(self, task: Task) -> Any:
+        """Called with every new state of the task, the finished one included."""
+
+    def on_error(self, error: FlameError) -> Any:
+        """Called once when running the task failed, just before ``error`` is raised."""
+
+
+async def _inform(method: Any, argument: Any) -> None:
+    result = method(argument)
+    if inspect.isawaitable(result):
+        await result
+
+
+class SessionClient:
+    """Runs and watches the tasks of one session.
+
+    Get one from :meth:`Connection.session_client` (or
+    ``SessionClient(conn, session_id)``) when only the id is known;
+    :meth:`Connection.create_session` and :meth:`Connection.get_session`
+    return a :class:`Session`, which is a ``SessionClient`` too.
+    An async context manager: leaving the block closes the session.
+    """
+
+    id: SessionID
+    _connection: Connection
+    _closed: bool
+
+    def __init__(self, connection: Connection, session_id: SessionID) -> None:
+        if not isinstance(connection, Connection):
+            raise _invalid(f"connection must be a Connection, not {type(connection).__name__}")
+        self._connection = connection
+        self.id = _check_id(session_id, "session_id")
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<SessionClient of session {self.id} on {self._connection.endpoint}>"
+
+    async def _create(self, data: bytes) -> pb.Task:
+        connection = self._connection
+        request = pb.CreateTaskRequest(task=pb.TaskSpec(session_id=self.id, input=data))
+        message: pb.Task = await connection._call(connection._stub.create_task, request)
+        return message
+
+    async def _get(self, task_id: str) -> pb.Task:
+        connection = self._connection
+        request = pb.GetTaskRequest(task_id=task_id, session_id=self.id)
+        message: pb.Task = await connection._call(connection._stub.get_task, request)
+        return message
+
+    async def create_task(self, input_data: TaskInput) -> Task:
+        """Add a task with ``input_data`` (bytes) to the session; it starts ``PENDING``.
+
+        Raises FlameError ``INVALID_ARGUMENT`` (before any call) when the
+        input is not bytes, and ``INVALID_STATE`` when the session is closed.
+        """
+        return _task_from_pb(await self._create(_check_bytes(input_data, "input_data")))
+
+    async def get_task(self, task_id: TaskID) -> Task:
+        """The task ``task_id`` as it is now; FlameError ``NOT_FOUND`` if none."""
+        return _task_from_pb(await self._get(_check_id(task_id, "task_id")))
+
+    def watch_task(self, task_id: TaskID) -> TaskWatcher:
+        """Follow the task ``task_id``: an async iterator of its new states.
+
+        No ``await`` is needed: the watch starts at the first iteration::
+
+            async for update in session.watch_task(task.id):
+                print(update.state)
+
+        It ends after the task's final state (``SUCCEED`` or ``FAILED``). Use
+        ``async with session.watch_task(task.id) as updates:`` to have the
+        stream closed at a known point even when leaving the loop early.
+        """
+        return TaskWatcher(self, _check_id(task_id, "task_id"))
+
+    async def run_task(self, input_data: TaskInput, informer: TaskInformer | None = None) -> Task:
+        """Create a task with ``input_data``, wait for it to finish, and return it.
+
+        The returned :class:`Task` is ``SUCCEED`` and carries its ``output``.
+        If the task fails, FlameError ``INTERNAL`` is raised with the task's
+        id and its output's text (the error the application reported).
+
+        With an ``informer``, its ``on_update`` sees each new state of the
+        task, the created ``PENDING`` one first and the final one last, and
+        its ``on_error`` sees any FlameError just before it is raised. The
+        watch runs in a task of its own and hands updates over a small bounded
+        buffer, so a slow informer holds it back only once that buffer is
+        full. An exception raised by the informer itself stops the watch and
+        propagates as it is.
+        """
+        data = _check_bytes(input_data, "input_data")
+        if informer is None:
+            created = await self._create(data)
+            final = created if _finished(created) else await self._wait(created.metadata)
+            task = _task_from_pb(final)
+            if task.state is TaskState.FAILED:
+                raise _task_failed(task)
+            return task
+        return await self._run_informed(data, informer)
+
+    async def _wait(self, metadata: pb.Metadata | None) -> pb.Task:
+        """Watch a task to its end and return its final message (the lean path)."""
+        task_id = metadata.id if metadata is not None else ""
+        connection = self._connection
+        request = pb.WatchTaskRequest(task_id=task_id, session_id=self.id)
+        last: pb.Task | None = None
+        async with connection._channel.stream(connection._stub.watch_task, request) as updates:
+            async for message in updates:
+                last = message
+                if _finished(message):
+                    break
+        if last is None or not _finished(last):
+            # The stream ended before the task did: ask for it directly.
+            last = await self._get(task_id)
+            if not _finished(last):
+                raise _watch_ended(connection, self.id, task_id, last)
+        return last
+
+    async def _run_informed(self, data: bytes, informer: TaskInformer) -> Task:
+        send, receive = anyio.create_memory_object_stream[Task](_INFORMER_BUFFER)
+        failure: list[FlameError] = []
+        informer_error: list[BaseException] = []
+
+        async def produce() -> None:
+            with send:
+                try:
+                    created = _task_from_pb(await self._create(data))
+                    await send.send(created)
+                    if not created.is_completed():
+                        async with TaskWatcher(self, created.id) as updates:
+                            async for update in updates:
+                                await send.send(update)
+                except FlameError as exc:
+                    failure.append(exc)
+
+        last: Task | None = None
+        async with anyio.create_task_group() as group:
+            group.start_soon(produce)
+            with receive:
+                async for update in receive:
+                    # A cluster may send the current state first: the informer
+                    # hears of each state once.
+                    if last is not None and update.state is last.state:
+                        last = update
+                        continue
+                    last = update
+                    try:
+                        await _inform(informer.on_update, update)
+                    except Exception as exc:
+                        # Raised after the group, so that it is not wrapped
+                        # in an exception group.
+                        informer_error.append(exc)
+                        group.cancel_scope.cancel()
+                        break
+        if informer_error:
+            raise informer_error[0]
+        if failure:
+            error = failure[0]
+        elif last is None or not last.is_completed():
+            error = FlameError(FlameErrorCode.INTERNAL, "the task's watch ended without its state")
+        elif last.state is TaskState.FAILED:
+            error = _task_failed(last)
+        else:
+            return last
+        await _inform(informer.on_error, error)
+        raise error
+
+    async def close(self) -> Session:
+        """Close the session (see :meth:`Connection.close_session`) and return it."""
+        closed = await self._connection.close_session(self.id)
+        self._closed = True
+        return closed
+
+    async def __aenter__(self: _S) -> _S:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._closed:
+            return
+        if exc_type is None:
+            await self.close()
+            return
+        # The block failed or was cancelled: still try to close, within the
+        # call timeout, but never hide why the block ended.
+        with anyio.move_on_after(self._connection._timeout or DEFAULT_CALL_TIMEOUT, shield=True):
+            try:
+                await self.close()
+            except FlameError as error:
+                log.warning("session %s was left open: %s", self.id, error)
+
+
+def _watch_ended(
+    connection: Connection, session_id: str, task_id: str, task: pb.Task
+) -> FlameError:
+    state = task.status.state.name if task.status is not None else "PENDING"
+    return FlameError(
+        FlameErrorCode.UNAVAILABLE,
+        f"the watch of task {task_id} of session {session_id} on {connection.endpoint} "
+        f"ended while the task was still {str(state).upper()}; watch it again",
+    )
+
+
+@attrs.define(eq=True, repr=True)
+class Session(SessionClient):
+    """A session, as the cluster reported it, and the client for its tasks.
+
+    The fields are a snapshot taken when the session was fetched
+    (:meth:`close` refreshes them). ``pending``, ``running``, ``succeed`` and
+    ``failed`` count the session's tasks by state.
+    """
+
+    id: SessionID
+    application: str
+    slots: int
+    state: SessionState
+    creation_time: datetime
+    pending: int = 0
+    running: int = 0
+    succeed: int = 0
+    failed: int = 0
+    completion_time: datetime | None = None
+    _connection: Connection = attrs.field(kw_only=True, eq=False, repr=False)
+    _closed: bool = attrs.field(init=False, default=False, eq=False, repr=False)
+
+    async def close(self) -> Session:
+        """Close the session, refresh these fields from the answer, and return it."""
+        closed = await super().close()
+        self.state = closed.state
+        self.completion_time = closed.completion_time
+        self.pending, self.running = closed.pending, closed.running
+        self.succeed, self.failed = closed.succeed, closed.failed
+        return self
+
+
+def _session_from_pb(message: pb.Session, connection: Connection) -> Session:
+    metadata = message.metadata or pb.Metadata()
+    spec = message.spec or pb.SessionSpec()
+    status = message.status or pb.SessionStatus()
+    return Session(
+        id=metadata.id,
+        application=spec.application,
+        slots=spec.slots,
+        state=_enum(_SESSION_STATES, status.state, "session state"),
+        creation_time=_time(status.creation_time),
+        pending=status.pending,
+        running=status.running,
+        succeed=status.succeed,
+        failed=status.failed,
+        completion_time=_optional_time(status.completion_time),
+        connection=connection,
+    )
+
+
+# --------------------------------------------------------------------------
+# Watching one task
+
+
+class TaskWatcher:
+    """An async iterator over the new states of one task.
+
+    Returned by :meth:`SessionClient.watch_task`. The stream is opened at the
+    first iteration and closed as soon as the final state has been read,
+    when the loop is left by an exception or a cancellation, by
+    :meth:`aclose`, or when leaving ``async with``. A watcher dropped in the
+    middle (``break``) has its stream closed by the event loop right away.
+
+    It does not count on the cluster to send the task's current state first
+    (a v0.4 cluster does not), and if the stream ends before the task has
+    finished, it asks for the task and yields its final state, or raises
+    FlameError ``UNAVAILABLE``. A watcher is iterated once.
+    """
+
+    def __init__(self, client: SessionClient, task_id: TaskID) -> None:
+        self._client = client
+        self._task_id = task_id
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._updates: AsyncIterator[pb.Task] | None = None
+        self._backend = ""
+        self._done = False
+
+    def __repr__(self) -> str:
+        return f"<TaskWatcher of task {self._task_id} of session {self._client.id}>"
+
+    def __aiter__(self) -> TaskWatcher:
+        return self
+
+    async def __anext__(self) -> Task:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            updates = self._updates
+            if updates is None:
+                updates = await self._open()
+            try:
+                message = await updates.__anext__()
+            except StopAsyncIteration:
+                message = await self._after_end()
+        except BaseException:
+            self._done = True
+            with contextlib.suppress(Exception):
+                await self._close_stream()
+            raise
+        if _finished(message):
+            self._done = True
+            await self._close_stream()
+        return _task_from_pb(message)
+
+    async def _open(self) -> AsyncIterator[pb.Task]:
+        connection = self._client._connection
+        connection._check_open()
+        request = pb.WatchTaskRequest(task_id=self._task_id, session_id=self._client.id)
+        stack = contextlib.AsyncExitStack()
+        channel = connection._channel
+        updates = await stack.enter_async_context(
+            channel.stream(connection._stub.watch_task, request)
+        )
+        self._stack, self._updates, self._backend = stack, updates, channel.loop.backend
+        return updates
+
+    async def _after_end(self) -> pb.Task:
+        # The stream ended before a final state: the task tells where it is.
+        self._done = True
+        await self._close_stream()
+        message = await self._client._get(self._task_id)
+        if not _finished(message):
+            raise _watch_ended(self._client._connection, self._client.id, self._task_id, message)
+        return message
+
+    async def _close_stream(self) -> None:
+        stack, self._stack, self._updates = self._stack, None, None
+        if stack is not None:
+            with anyio.CancelScope(shield=True):
+                await stack.aclose()
+
+    async def aclose(self) -> None:
+        """Stop watching and close the stream; harmless when already closed."""
+        self._done = True
+        await self._close_stream()
+
+    async def __aenter__(self) -> TaskWatcher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        # Left by `break` (or dropped) with the stream open: nothing can be
+        # awaited here, so have the event loop close it now.
+        stack = self._stack
+        if stack is not None:
+            self._stack = self._updates = None
+            _close_abandoned(stack, self._backend)
+
+
+_abandoned: set[asyncio.Task[None]] = set()
+
+
+def _close_abandoned(stack: contextlib.AsyncExitStack, backend: str) -> None:
+    async def close() -> None:
+        try:
+            await stack.aclose()
+        except Exception as exc:
+            log.debug("closing an abandoned watch failed: %r", exc)
+
+    try:
+        if backend == "trio":
+            import trio
+
+            trio.lowlevel.spawn_system_task(close)
+        else:
+            task = asyncio.get_running_loop().create_task(close())
+            _abandoned.add(task)  # keep it alive until it has run
+            task.add_done_callback(_abandoned.discard)
+    except RuntimeError:
+        # Dropped outside its event loop: the connection's close ends the
+        # stream when the connection goes.
+        log.debug("an abandoned watch is left to its connection's close")
