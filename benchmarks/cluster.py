@@ -1,0 +1,138 @@
+"""How fast the embedded cluster runs Log-shim tasks, seen from another process.
+
+Starts ``flame local`` (``python -m flame.local``) in a child process on a free
+port, registers a Log-shim application, and runs ``--tasks`` tasks in one
+session with the generated stubs over the SDK's transport: each task is
+created and then watched to its end, ``--concurrency`` at a time. Prints
+tasks per second and the cluster process's CPU seconds per 1,000 tasks.
+
+    python benchmarks/cluster.py [--tasks 10000] [--concurrency 64] [--slots N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import anyio
+import psutil
+
+from flame._proto import flame as pb
+from flame._transport import Channel
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_cluster(port: int, slots: int) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flame.local",
+            "--endpoint",
+            f"http://127.0.0.1:{port}",
+            "--slots",
+            str(slots),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if "serving on" not in line:
+        process.kill()
+        raise SystemExit(f"the cluster did not start: {line!r}")
+    return process
+
+
+async def drive(endpoint: str, tasks: int, concurrency: int, cpu: psutil.Process) -> None:
+    async with await Channel.connect(endpoint) as channel:
+        stub = pb.FrontendStub(channel.grpc)
+        result = await channel.unary(
+            stub.register_application,
+            pb.RegisterApplicationRequest(name="bench", application=pb.ApplicationSpec()),
+        )
+        assert result.return_code == 0, result
+        session = await channel.unary(
+            stub.create_session,
+            pb.CreateSessionRequest(session=pb.SessionSpec(application="bench", slots=1)),
+        )
+        session_id = session.metadata.id
+        left = tasks
+        done = 0
+
+        async def worker() -> None:
+            nonlocal left, done
+            while left > 0:
+                left -= 1
+                task = await channel.unary(
+                    stub.create_task,
+                    pb.CreateTaskRequest(task=pb.TaskSpec(session_id=session_id, input=b"ping")),
+                )
+                request = pb.WatchTaskRequest(task_id=task.metadata.id, session_id=session_id)
+                async with channel.stream(stub.watch_task, request) as updates:
+                    last = None
+                    async for last in updates:
+                        pass
+                assert last is not None and last.status.state == pb.TaskState.Succeed, last
+                done += 1
+
+        me = psutil.Process()
+        before, mine = cpu.cpu_times(), me.cpu_times()
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(concurrency):
+                tg.start_soon(worker)
+        elapsed = time.perf_counter() - started
+        after, mine_after = cpu.cpu_times(), me.cpu_times()
+        final = await channel.unary(stub.get_session, pb.GetSessionRequest(session_id=session_id))
+        assert final.status.succeed == tasks, final
+        used = (after.user - before.user) + (after.system - before.system)
+        print(f"{done} Log-shim tasks, {concurrency} in flight, in {elapsed:.2f} s")
+        print(f"tasks/s: {done / elapsed:,.0f}")
+        print(f"cluster CPU seconds per 1,000 tasks: {used / done * 1000:.3f}")
+        client = (mine_after.user - mine.user) + (mine_after.system - mine.system)
+        print(f"(client CPU seconds per 1,000 tasks: {client / done * 1000:.3f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--slots", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    args = parser.parse_args()
+    port = free_port()
+    process = start_cluster(port, args.slots)
+    try:
+        anyio.run(
+            drive,
+            f"http://127.0.0.1:{port}",
+            args.tasks,
+            args.concurrency,
+            psutil.Process(process.pid),
+            backend=args.backend,
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+if __name__ == "__main__":
+    main()

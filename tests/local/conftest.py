@@ -1,0 +1,83 @@
+"""Fixtures for the embedded cluster: a running LocalCluster and a raw client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from flame._errors import FlameError, FlameErrorCode
+from flame._proto import flame as pb
+from flame._transport import Channel
+from flame.local import ApplicationConfig, LocalCluster
+
+
+class Client:
+    """The generated stubs over our transport, with a few shortcuts for tests."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.stub = pb.FrontendStub(channel.grpc)
+
+    async def call(self, method: str, request: Any) -> Any:
+        return await self.channel.unary(getattr(self.stub, method), request)
+
+    async def refused(self, method: str, request: Any, status: str, *words: str) -> FlameError:
+        """Call ``method``, which must fail with gRPC ``status`` and a message with ``words``."""
+        with pytest.raises(FlameError) as info:
+            await self.call(method, request)
+        error = info.value
+        assert f": {status}: " in error.message, error.message
+        for word in words:
+            assert word in error.message, (word, error.message)
+        return error
+
+    async def watch(self, session_id: str, task_id: str) -> list[pb.Task]:
+        request = pb.WatchTaskRequest(task_id=task_id, session_id=session_id)
+        async with self.channel.stream(self.stub.watch_task, request) as updates:
+            return [update async for update in updates]
+
+    async def register(self, name: str, spec: pb.ApplicationSpec) -> pb.Result:
+        return await self.call(
+            "register_application", pb.RegisterApplicationRequest(name=name, application=spec)
+        )
+
+    async def session(self, application: str = "ping", slots: int = 1) -> str:
+        created = await self.call(
+            "create_session",
+            pb.CreateSessionRequest(session=pb.SessionSpec(application=application, slots=slots)),
+        )
+        return str(created.metadata.id)
+
+    async def task(self, session_id: str, data: bytes | None = b"") -> str:
+        created = await self.call(
+            "create_task", pb.CreateTaskRequest(task=pb.TaskSpec(session_id=session_id, input=data))
+        )
+        return str(created.metadata.id)
+
+    async def run(self, session_id: str, data: bytes | None = b"") -> pb.Task:
+        """Create a task and watch it to its end; the last message."""
+        updates = await self.watch(session_id, await self.task(session_id, data))
+        return updates[-1]
+
+    async def counters(self, session_id: str) -> tuple[int, int, int, int]:
+        session = await self.call("get_session", pb.GetSessionRequest(session_id=session_id))
+        s = session.status
+        return (s.pending, s.running, s.succeed, s.failed)
+
+
+@pytest.fixture
+async def cluster(anyio_backend: str) -> AsyncIterator[LocalCluster]:
+    async with LocalCluster(slots=2, applications=[ApplicationConfig("ping")]) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(cluster: LocalCluster) -> AsyncIterator[Client]:
+    async with await Channel.connect(cluster.endpoint) as channel:
+        yield Client(channel)
+
+
+def not_found(error: FlameError) -> bool:
+    return error.code is FlameErrorCode.NOT_FOUND
