@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import anyio
 import pytest
 
-from flame._errors import FlameError, FlameErrorCode
+from flame._errors import FlameError
 from flame._proto import flame as pb
 from flame._transport import Channel
 from flame.local import ApplicationConfig, LocalCluster
@@ -79,5 +81,13 @@ async def client(cluster: LocalCluster) -> AsyncIterator[Client]:
         yield Client(channel)
 
 
-def not_found(error: FlameError) -> bool:
-    return error.code is FlameErrorCode.NOT_FOUND
+async def wait_until(check: Callable[[], Awaitable[bool] | bool], limit: float = 20) -> None:
+    """Poll what no event tells us about (a file, another process) until ``check`` holds."""
+    with anyio.fail_after(limit):
+        while True:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            await anyio.sleep(0.02)
