@@ -15,6 +15,7 @@ manager behaves" in the wire contract):
 
 Tasks run by their input: ``b"fail:<text>"`` fails with ``<text>`` as its
 output; ``b"hold"`` runs until :meth:`V04Server.release` is called;
+``b"steps"`` stays pending until the first release and runs until the next;
 ``b"hang"`` runs until the server stops; anything else succeeds at once with
 its input as its output.
 """
@@ -28,6 +29,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import grpclib
 from grpclib.const import Status
 
@@ -72,9 +74,7 @@ class _Task:
     def message(self) -> pb.Task:
         return pb.Task(
             metadata=pb.Metadata(id=str(self.id), name=str(self.id)),
-            spec=pb.TaskSpec(
-                session_id=str(self.session_id), input=self.input, output=self.output
-            ),
+            spec=pb.TaskSpec(session_id=str(self.session_id), input=self.input, output=self.output),
             status=pb.TaskStatus(
                 state=self.state,
                 creation_time=self.creation_time,
@@ -130,15 +130,20 @@ class V04Frontend(pb.FrontendBase):
             task_status.started()
             await anyio.sleep_forever()
 
+    async def _released_wait(self) -> None:
+        assert self._released is not None
+        await self._released.wait()
+
     async def _execute(self, task: _Task) -> None:
-        await anyio.sleep(0)
-        task.set(pb.TaskState.Running)
+        await anyio.lowlevel.checkpoint()
         data = task.input or b""
+        if data == b"steps":
+            await self._released_wait()
+        task.set(pb.TaskState.Running)
         if data == b"hang":
             await anyio.sleep_forever()
-        if data == b"hold":
-            assert self._released is not None
-            await self._released.wait()
+        if data in (b"hold", b"steps"):
+            await self._released_wait()
         if data.startswith(b"fail:"):
             task.set(pb.TaskState.Failed, data[5:])
         else:
@@ -286,7 +291,8 @@ class V04Server:
     async def wait_for_watches(self, count: int) -> None:
         """Wait until exactly ``count`` WatchTask handlers run (a hang guard bounds it)."""
         with anyio.fail_after(20):
-            while await self.active_watches() != count:
+            # Polled: the count lives on the server's loop, maybe another thread.
+            while await self.active_watches() != count:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
 
 
