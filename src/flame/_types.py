@@ -69,7 +69,18 @@ DEFAULT_FLAME_ENDPOINT = "http://127.0.0.1:8080"
 # Enums (the values are the wire's)
 
 
-class SessionState(enum.IntEnum):
+class _State(enum.IntEnum):
+    # Printed by name ("RUNNING"), compared and sent as the wire's integer.
+    def __str__(self) -> str:
+        return self.name
+
+    def __format__(self, spec: str) -> str:
+        if spec and spec[-1] in "bcdoxXneEfFgG%":
+            return int.__format__(self, spec)
+        return self.name.__format__(spec)
+
+
+class SessionState(_State):
     """Whether a session accepts tasks."""
 
     OPEN = 0
@@ -78,7 +89,7 @@ class SessionState(enum.IntEnum):
     """The session was closed; it accepts no task."""
 
 
-class TaskState(enum.IntEnum):
+class TaskState(_State):
     """Where a task is in its life: PENDING, RUNNING, then SUCCEED or FAILED."""
 
     PENDING = 0
@@ -91,7 +102,7 @@ class TaskState(enum.IntEnum):
     """It failed; ``output`` usually holds the error's text."""
 
 
-class ApplicationState(enum.IntEnum):
+class ApplicationState(_State):
     """Whether an application can be used by new sessions."""
 
     ENABLED = 0
@@ -100,7 +111,7 @@ class ApplicationState(enum.IntEnum):
     """It is registered but not usable."""
 
 
-class Shim(enum.IntEnum):
+class Shim(_State):
     """How an executor runs an application's tasks."""
 
     LOG = 0
