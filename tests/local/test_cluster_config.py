@@ -1,0 +1,105 @@
+"""ClusterConfig and flame-conf.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flame._errors import FlameError, FlameErrorCode
+from flame._proto import flame as pb
+from flame.local import ApplicationConfig, ClusterConfig, LocalCluster
+
+
+def test_reads_every_key_of_flame_conf(tmp_path: Path) -> None:
+    path = tmp_path / "flame-conf.yaml"
+    path.write_text(
+        """
+name: mine
+endpoint: http://127.0.0.1:9999
+slot: cpu=2,mem=4g
+policy: proportion
+storage: mem
+applications:
+  - name: pi
+    shim: Stdio
+    command: python3
+    arguments: [pi.py, 10]
+    environments: [A=1, B=x=y]
+    working_directory: /tmp
+  - name: ping
+"""
+    )
+    config = ClusterConfig.load(path, slots=3)
+    assert (config.name, config.endpoint, config.slot, config.slots) == (
+        "mine",
+        "http://127.0.0.1:9999",
+        "cpu=2,mem=4g",
+        3,
+    )
+    assert (config.host, config.port) == ("127.0.0.1", 9999)
+    pi, ping = config.applications
+    spec = pi.spec()
+    assert (spec.shim, spec.command, spec.arguments) == (pb.Shim.Stdio, "python3", ["pi.py", "10"])
+    assert spec.environments == ["A=1", "B=x=y"]
+    assert spec.working_directory == "/tmp"
+    assert ping == ApplicationConfig("ping")
+    assert ping.spec().shim == pb.Shim.Log
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("colour: red\n", ["unknown key(s) colour"]),
+        ("- a\n- b\n", ["no mapping"]),
+        ("applications: [{shim: Log}]\n", ["no `name`"]),
+        ("applications: [{name: a, shim: Fancy}]\n", ["unknown shim 'Fancy'"]),
+        ("applications: [{name: a, environments: [NOPE]}]\n", ["NOPE", "NAME=VALUE"]),
+        ("applications: [{name: a}, {name: a}]\n", ["more than once: a"]),
+        ("applications: [{name: a, colour: 1}]\n", ["unknown key(s) colour"]),
+        ("policy: priority\n", ["proportion"]),
+        ("slot: lots\n", ["cpu=1,mem=2g"]),
+        ("storage: redis://x\n", ["'mem'"]),
+        ("endpoint: nowhere\n", ["endpoint"]),
+        ("endpoint: https://127.0.0.1:1\n", ["plain http"]),
+        ("a: [\n", ["not valid YAML"]),
+    ],
+)
+def test_bad_files_say_what_is_wrong(tmp_path: Path, text: str, words: list[str]) -> None:
+    path = tmp_path / "flame-conf.yaml"
+    path.write_text(text)
+    with pytest.raises(FlameError) as info:
+        ClusterConfig.load(path)
+    assert info.value.code is FlameErrorCode.INVALID_CONFIG
+    for word in words:
+        assert word in info.value.message
+
+
+def test_missing_file_and_bad_values() -> None:
+    with pytest.raises(FlameError, match="cannot read it"):
+        ClusterConfig.load("/nonexistent/flame-conf.yaml")
+    with pytest.raises(FlameError, match="1 or more"):
+        ClusterConfig(slots=0)
+
+
+async def test_sqlite_storage_runs_in_memory_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with LocalCluster(ClusterConfig(slots=1, storage="sqlite://flame.db")) as cluster:
+        assert cluster.endpoint.startswith("http://127.0.0.1:")
+    assert any("in memory" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_config_application_the_cluster_cannot_run_stops_the_start() -> None:
+    cluster = LocalCluster(slots=1, applications=[ApplicationConfig("w", shim=pb.Shim.Wasm)])
+    with pytest.raises(FlameError) as info:
+        async with cluster:
+            pass
+    assert info.value.code is FlameErrorCode.INVALID_CONFIG
+    assert "Wasm" in info.value.message
+
+
+async def test_a_cluster_cannot_be_entered_twice() -> None:
+    async with LocalCluster(slots=1) as cluster:
+        with pytest.raises(FlameError, match="already running"):
+            await cluster.__aenter__()

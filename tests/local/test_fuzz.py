@@ -1,0 +1,146 @@
+"""Generated requests, malformed ones included, to every method of a running cluster.
+
+Every call must either succeed or be refused with a precise status (never an
+internal error), and afterwards the cluster must still run a normal session
+end to end, with every counter right.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flame._errors import FlameError, FlameErrorCode
+from flame._proto import flame as pb
+
+from .conftest import Client, wait_until
+
+TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+IDS = st.one_of(
+    st.sampled_from(["", "1", "2", "3", "-1", "0", "01", " 1", "1e3", "abc", "9" * 30]),
+    st.integers(-3, 12).map(str),
+    TEXT,
+)
+NAMES = st.one_of(st.sampled_from(["ping", "cat", "", "nope"]), TEXT)
+BYTES = st.one_of(st.none(), st.binary(max_size=64))
+APP_SPECS = st.one_of(
+    st.none(),
+    st.builds(
+        pb.ApplicationSpec,
+        shim=st.sampled_from([pb.Shim.Log, pb.Shim.Wasm]),
+        url=st.one_of(st.none(), TEXT),
+        command=st.one_of(st.none(), TEXT),
+        arguments=st.lists(TEXT, max_size=3),
+        environments=st.lists(TEXT, max_size=3),
+        working_directory=st.one_of(st.none(), TEXT),
+    ),
+    # Stdio runs its command: only ever `cat`.
+    st.builds(pb.ApplicationSpec, shim=st.just(pb.Shim.Stdio), command=st.just("cat")),
+)
+SESSION_SPECS = st.one_of(
+    st.none(),
+    st.builds(pb.SessionSpec, application=NAMES, slots=st.integers(-2, 4), common_data=BYTES),
+)
+TASK_SPECS = st.one_of(st.none(), st.builds(pb.TaskSpec, session_id=IDS, input=BYTES, output=BYTES))
+
+CALLS = st.one_of(
+    st.tuples(
+        st.just("register_application"),
+        st.builds(pb.RegisterApplicationRequest, name=NAMES, application=APP_SPECS),
+    ),
+    st.tuples(
+        st.just("unregister_application"),
+        st.builds(pb.UnregisterApplicationRequest, name=NAMES),
+    ),
+    st.tuples(
+        st.just("update_application"),
+        st.builds(pb.UpdateApplicationRequest, name=NAMES, application=APP_SPECS),
+    ),
+    st.tuples(st.just("get_application"), st.builds(pb.GetApplicationRequest, name=NAMES)),
+    st.tuples(st.just("list_application"), st.just(pb.ListApplicationRequest())),
+    st.tuples(st.just("create_session"), st.builds(pb.CreateSessionRequest, session=SESSION_SPECS)),
+    st.tuples(st.just("delete_session"), st.builds(pb.DeleteSessionRequest, session_id=IDS)),
+    st.tuples(st.just("open_session"), st.builds(pb.OpenSessionRequest, session_id=IDS)),
+    st.tuples(st.just("close_session"), st.builds(pb.CloseSessionRequest, session_id=IDS)),
+    st.tuples(st.just("get_session"), st.builds(pb.GetSessionRequest, session_id=IDS)),
+    st.tuples(st.just("list_session"), st.just(pb.ListSessionRequest())),
+    st.tuples(st.just("create_task"), st.builds(pb.CreateTaskRequest, task=TASK_SPECS)),
+    st.tuples(st.just("delete_task"), st.builds(pb.DeleteTaskRequest, task_id=IDS, session_id=IDS)),
+    st.tuples(st.just("get_task"), st.builds(pb.GetTaskRequest, task_id=IDS, session_id=IDS)),
+    st.tuples(st.just("watch_task"), st.builds(pb.WatchTaskRequest, task_id=IDS, session_id=IDS)),
+)
+
+#: What a refusal may be: the request was wrong, or the state forbade it.
+REFUSALS = {FlameErrorCode.NOT_FOUND, FlameErrorCode.INVALID_ARGUMENT, FlameErrorCode.INVALID_STATE}
+
+
+async def _call(client: Client, method: str, request: Any) -> None:
+    try:
+        if method == "watch_task":
+            with anyio.fail_after(20):
+                updates = await client.watch(request.session_id, request.task_id)
+            assert updates[-1].status.state in (pb.TaskState.Succeed, pb.TaskState.Failed)
+        else:
+            await client.call(method, request)
+    except FlameError as error:
+        assert error.code in REFUSALS, error
+        assert any(
+            f": {status}: " in error.message
+            for status in ("NOT_FOUND", "INVALID_ARGUMENT", "FAILED_PRECONDITION")
+        ), error.message
+
+
+async def _check_counters(client: Client) -> None:
+    async def settled() -> bool:
+        listed = await client.call("list_session", pb.ListSessionRequest())
+        return all(s.status.pending == 0 and s.status.running == 0 for s in listed.sessions)
+
+    # Every task of every generated session ends: none is left pending or running.
+    await wait_until(settled)
+    listed = await client.call("list_session", pb.ListSessionRequest())
+    for session in listed.sessions:
+        status = session.status
+        assert min(status.pending, status.running, status.succeed, status.failed) >= 0
+        total = status.succeed + status.failed
+        found = 0
+        for task_id in range(1, 200):
+            try:
+                task = await client.call(
+                    "get_task",
+                    pb.GetTaskRequest(task_id=str(task_id), session_id=session.metadata.id),
+                )
+            except FlameError:
+                continue
+            found += 1
+            assert task.status.state in (pb.TaskState.Succeed, pb.TaskState.Failed)
+        assert found == total, (session, found)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(calls=st.lists(CALLS, min_size=1, max_size=12))
+async def test_generated_requests_leave_the_cluster_serving(
+    client: Client, calls: list[tuple[str, Any]]
+) -> None:
+    for method, request in calls:
+        await _call(client, method, request)
+    await _check_counters(client)
+
+    # A normal session still runs end to end.
+    spec = pb.ApplicationSpec(shim=pb.Shim.Log)
+    await client.call(
+        "register_application", pb.RegisterApplicationRequest(name="steady", application=spec)
+    )
+    session_id = await client.session("steady")
+    for _ in range(3):
+        assert (await client.run(session_id, b"x")).status.state == pb.TaskState.Succeed
+    assert await client.counters(session_id) == (0, 0, 3, 0)
+    closed = await client.call("close_session", pb.CloseSessionRequest(session_id=session_id))
+    assert closed.status.state == pb.SessionState.Closed
+    await client.call("delete_session", pb.DeleteSessionRequest(session_id=session_id))
