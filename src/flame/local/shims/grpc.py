@@ -1,0 +1,439 @@
+"""The Grpc shim: the application is a long-running service that the executor calls.
+
+Entering (session-enter):
+
+1. serve ``GrpcServiceManager`` on 127.0.0.1 at a free port;
+2. start the application's ``command`` with its ``arguments``, its
+   ``environments`` and ``FLAME_SERVICE_MANAGER`` set to that server's
+   address, in a process group of its own;
+3. wait for the registration whose ``service_id`` is the child's pid: a
+   child that exits first, or does not register within the timeout, fails
+   with a message that says so and shows its last lines of output;
+4. connect to the address it registered and call ``OnSessionEnter``.
+
+Each task is one ``OnTaskInvoke``. Leaving calls ``OnSessionLeave`` and stops
+the child: SIGTERM to its process group, then SIGKILL if it is still there
+after a grace period.
+
+The child's stdout and stderr go, line by line, to the
+``flame.local.shims.grpc`` logger, prefixed by application name and pid.
+
+The registration timeout is ``FLAME_SERVICE_REGISTER_TIMEOUT`` (seconds),
+read from the application's ``environments`` and then from the cluster's
+own environment; 30 s when neither sets it.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import re
+import signal
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from ..._errors import FlameError, FlameErrorCode
+from ..._proto import flame as pb
+from ..._transport import Channel, open_grpc_loop, serve
+from . import SHIMS, ShimError
+
+__all__ = ["REGISTER_TIMEOUT_VARIABLE", "GrpcShim", "open_grpc"]
+
+log = logging.getLogger("flame.local.shims.grpc")
+
+#: Seconds a started service has to register; set in the application's
+#: environments or the cluster's environment.
+REGISTER_TIMEOUT_VARIABLE = "FLAME_SERVICE_REGISTER_TIMEOUT"
+DEFAULT_REGISTER_TIMEOUT = 30.0
+
+#: Seconds a service has, after SIGTERM, to finish its task and leave.
+STOP_GRACE = 10.0
+
+#: Seconds OnSessionLeave may take before the service is stopped anyway.
+LEAVE_TIMEOUT = 30.0
+
+#: After a failed call, how long to wait to learn whether the service died.
+EXIT_GRACE = 2.0
+
+#: Lines of the child's output kept to explain why it failed.
+TAIL_LINES = 20
+
+#: A line longer than this is logged in pieces.
+MAX_LINE_BYTES = 16 * 1024
+
+# "<Call> on <endpoint> failed: <STATUS>: <what the service said>"
+_SERVICE_SAID = re.compile(r" failed: INTERNAL: (?P<text>.*)\Z", re.DOTALL)
+
+
+def _register_timeout(spec: pb.ApplicationSpec) -> float:
+    raw = os.environ.get(REGISTER_TIMEOUT_VARIABLE)
+    for entry in spec.environments:
+        name, _, value = entry.partition("=")
+        if name == REGISTER_TIMEOUT_VARIABLE:
+            raw = value
+    if raw is None or not raw.strip():
+        return DEFAULT_REGISTER_TIMEOUT
+    try:
+        timeout = float(raw)
+    except ValueError:
+        timeout = -1.0
+    if not timeout > 0:
+        raise ShimError(
+            f"{REGISTER_TIMEOUT_VARIABLE}={raw!r} is not a number of seconds above 0; "
+            "fix it in the application's environments or the cluster's environment"
+        )
+    return timeout
+
+
+def _child_environment(spec: pb.ApplicationSpec, manager: str) -> dict[str, str]:
+    env = dict(os.environ)
+    # Output reaches the log line by line, not when a buffer fills.
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    for entry in spec.environments:
+        name, _, value = entry.partition("=")
+        env[name] = value
+    env["FLAME_SERVICE_MANAGER"] = manager
+    return env
+
+
+def _service_text(exc: FlameError) -> str:
+    """What the service said about a failed call, without the transport's preamble."""
+    said = _SERVICE_SAID.search(exc.message)
+    return said.group("text") if said else exc.message
+
+
+def _how_it_ended(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name}"
+    return f"exited with code {code}"
+
+
+class _Manager(pb.GrpcServiceManagerBase):  # type: ignore[misc]
+    """The GrpcServiceManager one executor serves to the one child it starts."""
+
+    def __init__(self, wake: anyio.Event) -> None:
+        self.addresses: dict[str, str] = {}
+        self.wake = wake
+
+    async def register_service(
+        self, message: pb.RegisterServiceRequest
+    ) -> pb.RegisterServiceResponse:
+        self.addresses[message.service_id] = message.address
+        self.wake.set()
+        return pb.RegisterServiceResponse()
+
+
+class GrpcShim:
+    """One service process bound to one session; see the module's docstring."""
+
+    def __init__(self, app: pb.Application, session: pb.SessionContext) -> None:
+        assert app.spec is not None
+        self._spec = app.spec
+        self._name = app.metadata.name if app.metadata is not None else "?"
+        self._session = session
+        self._process: anyio.abc.Process | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._channel: Channel | None = None
+        self._stub: pb.GrpcShimStub | None = None
+        self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._exited = anyio.Event()
+        self._drained = anyio.Event()
+        self._streams_open = 0
+        self._wake = anyio.Event()
+        self._scopes: list[anyio.CancelScope] = []
+
+    # ------------------------------------------------------------------
+    # What the executor calls
+
+    async def __aenter__(self) -> GrpcShim:
+        if not self._spec.command:
+            raise ShimError(
+                f"application {self._name!r} has no command; a Grpc application needs the "
+                "command (and arguments) that start its service"
+            )
+        register_seconds = _register_timeout(self._spec)
+        # The child's output is pumped by tasks that live as long as the
+        # child. This task group is entered here and left in __aexit__ (the
+        # same task), and never sees the executor's own exceptions.
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        try:
+            address = await self._start(register_seconds)
+            await self._enter(address)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._stop()
+            await self._close_task_group()
+            raise
+        return self
+
+    async def invoke(self, task: pb.TaskContext) -> bytes | None:
+        """Run one task in the service; its output, or ShimError saying why it failed."""
+        assert self._channel is not None and self._stub is not None
+        if self._exited.is_set():
+            raise ShimError(await self._gone(f"before task {task.task_id}"))
+        try:
+            output = await self._channel.unary(self._stub.on_task_invoke, task)
+        except FlameError as exc:
+            if exc.code is not FlameErrorCode.INTERNAL:
+                # The connection failing is how a crash looks from here: give
+                # the child a moment to be reaped, so the error can say so.
+                with anyio.move_on_after(EXIT_GRACE):
+                    await self._exited.wait()
+            if self._exited.is_set():
+                raise ShimError(await self._gone(f"while running task {task.task_id}")) from None
+            raise ShimError(_service_text(exc)) from None
+        data: bytes | None = output.data
+        return data
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Not shielded: if the cluster is being cancelled, the service is
+        # sent SIGTERM at once and leaves the session by itself.
+        try:
+            await self._leave()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._stop()
+            await self._close_task_group()
+
+    # ------------------------------------------------------------------
+    # The steps
+
+    async def _start(self, register_seconds: float) -> str:
+        """Start the child and give the address it registered."""
+        assert self._tg is not None
+        manager = _Manager(self._wake)
+        loop = open_grpc_loop()
+        failure: ShimError | None = None
+        address = ""
+        try:
+            async with serve(loop, [manager]) as server:
+                # Failures are raised once the server is closed, rather than
+                # from inside its task group.
+                try:
+                    await self._spawn(server.address)
+                    address = await self._registration(manager, register_seconds)
+                except ShimError as exc:
+                    failure = exc
+        finally:
+            await loop.aclose()
+        if failure is not None:
+            raise failure
+        return address
+
+    async def _spawn(self, manager_address: str) -> None:
+        assert self._tg is not None
+        argv = [self._spec.command or "", *self._spec.arguments]
+        cwd = self._spec.working_directory or None
+        try:
+            self._process = await anyio.open_process(
+                argv,
+                env=_child_environment(self._spec, manager_address),
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            where = f" in {cwd!r}" if cwd else ""
+            raise ShimError(
+                f"cannot start the service of application {self._name!r} "
+                f"({self._spec.command!r}{where}): {exc.strerror or exc}"
+            ) from None
+        self._streams_open = 2
+        self._tg.start_soon(self._shielded, self._pump, self._process.stdout, "stdout")
+        self._tg.start_soon(self._shielded, self._pump, self._process.stderr, "stderr")
+        self._tg.start_soon(self._shielded, self._reap)
+        log.info("%s: started the service, pid %d", self._name, self._process.pid)
+
+    async def _registration(self, manager: _Manager, register_seconds: float) -> str:
+        assert self._process is not None
+        pid = str(self._process.pid)
+        with anyio.move_on_after(register_seconds):
+            while pid not in manager.addresses:
+                if self._exited.is_set():
+                    raise ShimError(await self._gone("before it registered with the executor"))
+                await self._wake.wait()
+                self._wake = manager.wake = anyio.Event()
+            return manager.addresses[pid]
+        others = sorted(set(manager.addresses) - {pid})
+        hint = (
+            f" A service registered with service_id {', '.join(others)}, not the pid of the "
+            "process started: the command must be the service itself (a wrapper script "
+            "should exec it)."
+            if others
+            else ""
+        )
+        raise ShimError(
+            f"the service of application {self._name!r} (pid {pid}) did not register within "
+            f"{register_seconds:g} s: it must call RegisterService at FLAME_SERVICE_MANAGER, as "
+            f"flame.service.run does.{hint}{self._tail_text()}"
+        )
+
+    async def _enter(self, address: str) -> None:
+        try:
+            self._channel = await Channel.connect(address)
+        except FlameError as exc:
+            raise ShimError(
+                f"the service of application {self._name!r} registered {address}, which "
+                f"cannot be reached: {exc.message}"
+            ) from None
+        self._stub = pb.GrpcShimStub(self._channel.grpc)
+        try:
+            result = await self._channel.unary(self._stub.on_session_enter, self._session)
+        except FlameError as exc:
+            if self._exited.is_set() or exc.code is not FlameErrorCode.INTERNAL:
+                with anyio.move_on_after(EXIT_GRACE):
+                    await self._exited.wait()
+            if self._exited.is_set():
+                raise ShimError(await self._gone("while entering the session")) from None
+            raise ShimError(
+                f"the service refused session {self._session.session_id}: {_service_text(exc)}"
+            ) from None
+        if result.return_code != 0:
+            raise ShimError(
+                f"the service refused session {self._session.session_id}: "
+                f"{result.message or f'return code {result.return_code}'}"
+            )
+
+    async def _leave(self) -> None:
+        if self._channel is None or self._stub is None or self._exited.is_set():
+            return
+        try:
+            with anyio.fail_after(LEAVE_TIMEOUT):
+                await self._channel.unary(self._stub.on_session_leave, pb.EmptyRequest())
+        except (FlameError, TimeoutError) as exc:
+            text = _service_text(exc) if isinstance(exc, FlameError) else "timed out"
+            log.warning(
+                "%s: leaving session %s failed: %s", self._name, self._session.session_id, text
+            )
+
+    async def _stop(self) -> None:
+        """Stop the child and everything this shim started; must not be cancelled."""
+        if self._channel is not None:
+            await self._channel.aclose()
+        process = self._process
+        if process is not None:
+            if process.returncode is None:
+                self._signal_group(signal.SIGTERM)
+                with anyio.move_on_after(STOP_GRACE):
+                    await self._exited.wait()
+                if not self._exited.is_set():
+                    log.warning(
+                        "%s[%d]: still running %g s after SIGTERM: killing it",
+                        self._name,
+                        process.pid,
+                        STOP_GRACE,
+                    )
+            # Whatever is left of the group (the child, or what it started).
+            self._signal_group(signal.SIGKILL)
+            await self._exited.wait()
+            with anyio.move_on_after(1.0):
+                await self._drained.wait()
+            # The pipes' ends are closed by process.aclose() below.
+        if process is not None:
+            with contextlib.suppress(Exception):
+                await process.aclose()
+
+    async def _close_task_group(self) -> None:
+        # Outside any scope entered since __aenter__: a task group's scope
+        # must be the innermost one when it is left.
+        tg, self._tg = self._tg, None
+        if tg is not None:
+            # A grandchild that left the group may hold the pipes open.
+            for scope in self._scopes:
+                scope.cancel()
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
+
+    # ------------------------------------------------------------------
+    # The child
+
+    async def _shielded(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        # The reaper and the pumps must outlive a cancellation of the
+        # executor (the cluster stopping): stopping the child needs them. They
+        # end with the child, or when _close_task_group cancels their scopes.
+        with anyio.CancelScope(shield=True) as scope:
+            self._scopes.append(scope)
+            await fn(*args)
+
+    def _signal_group(self, signum: signal.Signals) -> None:
+        assert self._process is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._process.pid, signum)
+
+    async def _reap(self) -> None:
+        assert self._process is not None
+        code = await self._process.wait()
+        log.info("%s[%d]: %s", self._name, self._process.pid, _how_it_ended(code))
+        self._exited.set()
+        self._wake.set()
+
+    async def _pump(self, stream: anyio.abc.ByteReceiveStream | None, which: str) -> None:
+        assert self._process is not None
+        pid = self._process.pid
+        pending = b""
+
+        def emit(raw: bytes) -> None:
+            line = raw.rstrip(b"\r").decode("utf-8", "replace")
+            self._tail.append(line)
+            log.info("%s[%d] %s: %s", self._name, pid, which, line)
+
+        try:
+            if stream is not None:
+                async for chunk in stream:
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        emit(line)
+                    while len(pending) > MAX_LINE_BYTES:
+                        emit(pending[:MAX_LINE_BYTES])
+                        pending = pending[MAX_LINE_BYTES:]
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass  # the pipe went away with the child
+        finally:
+            if pending:
+                emit(pending)
+            self._streams_open -= 1
+            if self._streams_open == 0:
+                self._drained.set()
+
+    async def _gone(self, when: str) -> str:
+        """Why the service is not there any more, with its last lines of output."""
+        assert self._process is not None
+        await self._exited.wait()
+        # Its last words may still be in the pipes.
+        with anyio.move_on_after(1.0):
+            await self._drained.wait()
+        code = self._process.returncode
+        ended = _how_it_ended(code) if code is not None else "ended"
+        return (
+            f"the service of application {self._name!r} (pid {self._process.pid}) {ended} "
+            f"{when}.{self._tail_text()}"
+        )
+
+    def _tail_text(self) -> str:
+        if not self._tail:
+            return " It wrote no output."
+        return " Its last output:\n" + "\n".join(self._tail)
+
+
+def open_grpc(app: pb.Application, session: pb.SessionContext) -> GrpcShim:
+    """Open the Grpc shim for ``app``, bound to ``session`` (a ShimOpener)."""
+    return GrpcShim(app, session)
+
+
+SHIMS[pb.Shim.Grpc] = open_grpc
