@@ -6,7 +6,7 @@ import enum
 
 from grpclib.const import Status
 
-__all__ = ["FlameError", "FlameErrorCode", "code_for_status"]
+__all__ = ["FlameError", "FlameErrorCode", "code_for_status", "is_v04_refusal"]
 
 
 class FlameErrorCode(enum.IntEnum):
@@ -64,7 +64,10 @@ class FlameError(Exception):
 
 # Every gRPC status onto the code a user reacts to. A v0.4 session manager
 # answers UNKNOWN "unknown" for most refusals (a closed session, a state that
-# forbids the call, a storage refusal): those are state errors.
+# forbids the call, a storage refusal): those are state errors. Any other
+# UNKNOWN carries the text of an exception the server did not expect (grpclib
+# says "Internal Server Error", grpcio "Exception calling application: ..."),
+# so it is the server's failure: see _UNKNOWN_WITH_REASON.
 _STATUS_CODES: dict[Status, FlameErrorCode] = {
     Status.CANCELLED: FlameErrorCode.UNAVAILABLE,
     Status.UNKNOWN: FlameErrorCode.INVALID_STATE,
@@ -84,7 +87,20 @@ _STATUS_CODES: dict[Status, FlameErrorCode] = {
     Status.UNAUTHENTICATED: FlameErrorCode.INVALID_CONFIG,
 }
 
+#: UNKNOWN with a message other than the v0.4 refusal's "unknown".
+_UNKNOWN_WITH_REASON = FlameErrorCode.INTERNAL
 
-def code_for_status(status: Status) -> FlameErrorCode:
-    """The FlameErrorCode for a gRPC status (OK is not an error: INTERNAL)."""
+
+def is_v04_refusal(status: Status, message: str | None) -> bool:
+    """Whether this is the bare UNKNOWN "unknown" a v0.4 cluster refuses with."""
+    return status is Status.UNKNOWN and (message or "").strip().lower() in ("", "unknown")
+
+
+def code_for_status(status: Status, message: str | None = None) -> FlameErrorCode:
+    """The FlameErrorCode for a gRPC status and its message (OK is not an error: INTERNAL).
+
+    Without a message, UNKNOWN is taken for the v0.4 refusal.
+    """
+    if status is Status.UNKNOWN and message is not None and not is_v04_refusal(status, message):
+        return _UNKNOWN_WITH_REASON
     return _STATUS_CODES.get(status, FlameErrorCode.INTERNAL)

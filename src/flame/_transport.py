@@ -30,18 +30,19 @@ import os
 import ssl
 import threading
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar, cast
 
 import anyio
 import attrs
 import grpclib.client
 import grpclib.exceptions
+import grpclib.protocol
 import grpclib.server
 import sniffio
 from grpclib.const import Status
 
-from ._errors import FlameError, FlameErrorCode, code_for_status
+from ._errors import FlameError, FlameErrorCode, code_for_status, is_v04_refusal
 
 __all__ = [
     "Channel",
@@ -185,16 +186,25 @@ class _CallerLoop(GrpcLoop):
         return await fn(*args)
 
     @contextlib.asynccontextmanager
-    async def background(self, fn: Callable[..., Awaitable[None]], *args: Any) -> AsyncIterator[Any]:
-        async with anyio.create_task_group() as tg:
-            value = await tg.start(fn, *args)
-            try:
-                yield value
-            finally:
-                tg.cancel_scope.cancel()
+    async def background(
+        self, fn: Callable[..., Awaitable[None]], *args: Any
+    ) -> AsyncIterator[Any]:
+        try:
+            async with anyio.create_task_group() as tg:
+                value = await tg.start(cast(Any, fn), *args)
+                try:
+                    yield value
+                finally:
+                    tg.cancel_scope.cancel()
+        except BaseException as exc:
+            # The same error as under trio, not a group around it.
+            _raise_single(exc)
+            raise
 
     @contextlib.asynccontextmanager
-    async def iterate(self, open_stream: Callable[[], AsyncIterator[T]]) -> AsyncIterator[AsyncIterator[T]]:
+    async def iterate(
+        self, open_stream: Callable[[], AsyncIterator[T]]
+    ) -> AsyncIterator[AsyncIterator[T]]:
         stream = open_stream()
         try:
             yield stream
@@ -234,9 +244,7 @@ class _ThreadLoop(GrpcLoop):
         self._loop = asyncio.new_event_loop()
         self._stopped = trio.Event()
         self._closing = False
-        self._thread = threading.Thread(
-            target=self._main, name="flame-grpc-loop", daemon=True
-        )
+        self._thread = threading.Thread(target=self._main, name="flame-grpc-loop", daemon=True)
         self._thread.start()
 
     def _main(self) -> None:
@@ -245,7 +253,8 @@ class _ThreadLoop(GrpcLoop):
         try:
             loop.run_forever()
             # Whatever is still there was abandoned by a caller that went
-            # away without closing: end it here rather than leak it.
+            # away without closing: end it here rather than leak it. Each
+            # ended call reschedules its trio task, which reports it.
             pending = asyncio.all_tasks(loop)
             for task in pending:
                 task.cancel()
@@ -253,15 +262,24 @@ class _ThreadLoop(GrpcLoop):
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
+        except BaseException:  # pragma: no cover - the loop itself broke
+            log.exception("the grpc loop thread failed")
         finally:
+            asyncio.set_event_loop(None)
             loop.close()
             with contextlib.suppress(Exception):
                 self._token.run_sync_soon(self._stopped.set)
 
+    def _closed_error(self) -> FlameError:
+        return FlameError(
+            FlameErrorCode.INVALID_STATE,
+            "the connection is closed; open a new one to make more calls",
+        )
+
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         trio = self._trio
         if self._closing:
-            raise FlameError(FlameErrorCode.INVALID_STATE, "the connection is closed")
+            raise self._closed_error()
         trio_task = trio.lowlevel.current_task()
         token = self._token
         holder: list[asyncio.Task[T]] = []
@@ -286,6 +304,9 @@ class _ThreadLoop(GrpcLoop):
         def abort(_: Any) -> Any:
             nonlocal cancelled
             cancelled = True
+            # Runs after start() on the loop (callbacks run in order). The
+            # loop cannot be closed yet: it closes only after every task on
+            # it has ended, and ours has not, or we would not be waiting.
             self._loop.call_soon_threadsafe(cancel)
             # FAILED: we are rescheduled by wake() once the asyncio task has
             # really ended, and then deliver the cancellation ourselves.
@@ -293,17 +314,32 @@ class _ThreadLoop(GrpcLoop):
 
         # A fresh context: the trio side's context says "trio" to sniffio,
         # and anyio code on the loop must see asyncio.
-        self._loop.call_soon_threadsafe(start, context=contextvars.Context())
+        try:
+            self._loop.call_soon_threadsafe(start, context=contextvars.Context())
+        except RuntimeError:  # the loop is closed: its thread has ended
+            raise self._closed_error() from None
         await trio.lowlevel.wait_task_rescheduled(abort)
         task = holder[0]
         if cancelled:
             await trio.lowlevel.checkpoint()  # raises trio.Cancelled
         if task.cancelled():
-            raise FlameError(FlameErrorCode.UNAVAILABLE, "the call was cancelled by the grpc loop")
+            # Not by us: the loop is shutting down under the call.
+            raise FlameError(
+                FlameErrorCode.UNAVAILABLE,
+                "the call was cut short because its connection was closed",
+            )
         return task.result()
 
+    async def _run_if_open(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        # For clean-up: once the loop is closing, it ends everything itself.
+        if not self._closing:
+            with contextlib.suppress(FlameError):
+                await self.run(fn, *args)
+
     @contextlib.asynccontextmanager
-    async def background(self, fn: Callable[..., Awaitable[None]], *args: Any) -> AsyncIterator[Any]:
+    async def background(
+        self, fn: Callable[..., Awaitable[None]], *args: Any
+    ) -> AsyncIterator[Any]:
         # One asyncio task owns fn's task group from start to end (a task
         # group must be left by the task that entered it); start() and stop()
         # are short calls that talk to it.
@@ -316,7 +352,7 @@ class _ThreadLoop(GrpcLoop):
 
             async def owner() -> None:
                 async with anyio.create_task_group() as tg:
-                    started.set_result(await tg.start(fn, *args))
+                    started.set_result(await tg.start(cast(Any, fn), *args))
                     await stop_event[0].wait()
                     tg.cancel_scope.cancel()
 
@@ -331,21 +367,31 @@ class _ThreadLoop(GrpcLoop):
                 raise
             if started.done():
                 return started.result()
-            return task.result()  # fn failed before it started: raise its error
+            _raise_single(task.exception())  # fn failed before it started
+            raise AssertionError("unreachable")  # pragma: no cover
 
         async def stop() -> None:
             stop_event[0].set()
-            await owner_task[0]
+            try:
+                await owner_task[0]
+            except BaseException as exc:  # fn failed after it started
+                _raise_single(exc)
 
         value = await self.run(start)
         try:
             yield value
         finally:
             with self._trio.CancelScope(shield=True):
-                await self.run(stop)
+                if self._closing:
+                    # The loop's shutdown cancels the owner; wait for it.
+                    await self._stopped.wait()
+                else:
+                    await self.run(stop)
 
     @contextlib.asynccontextmanager
-    async def iterate(self, open_stream: Callable[[], AsyncIterator[T]]) -> AsyncIterator[AsyncIterator[T]]:
+    async def iterate(
+        self, open_stream: Callable[[], AsyncIterator[T]]
+    ) -> AsyncIterator[AsyncIterator[T]]:
         queue: asyncio.Queue[Any] = asyncio.Queue(STREAM_BUFFER)
         pump_task: list[asyncio.Task[None]] = []
 
@@ -369,18 +415,28 @@ class _ThreadLoop(GrpcLoop):
 
         async def stop() -> None:
             task = pump_task[0]
+            # The pump may be blocked on a full queue, or inside the stream:
+            # cancelling reaches it in both places, and closing the stream
+            # resets the call, so the server sees it end.
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-        async def items() -> AsyncIterator[T]:
+        async def take() -> list[Any]:
+            # One hop brings every message already waiting, not just one.
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            return batch
+
+        async def items() -> AsyncGenerator[T, None]:
             while True:
-                item = await self.run(queue.get)
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+                for item in await self.run(take):
+                    if item is _END:
+                        return
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
 
         await self.run(start)
         iterator = items()
@@ -389,54 +445,100 @@ class _ThreadLoop(GrpcLoop):
         finally:
             with self._trio.CancelScope(shield=True):
                 await iterator.aclose()
-                await self.run(stop)
+                await self._run_if_open(stop)
 
     async def call_back(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         # Runs on the asyncio loop: start fn as a trio task, wait for it here.
         trio = self._trio
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        scope: list[Any] = []
+        done: asyncio.Future[tuple[bool, Any] | None] = loop.create_future()
+        state: dict[str, Any] = {"scope": None, "cancel": False}
 
-        def settle(outcome: Callable[[], None]) -> None:
-            if not future.done():
-                outcome()
+        def settle(outcome: tuple[bool, Any] | None) -> None:
+            if not done.done():
+                done.set_result(outcome)
 
         async def runner() -> None:
-            with trio.CancelScope() as cancel_scope:
-                scope.append(cancel_scope)
-                try:
-                    result = await fn(*args)
-                except BaseException as exc:
-                    loop.call_soon_threadsafe(settle, lambda: future.set_exception(exc))
-                    if not isinstance(exc, Exception):
+            # (True, value), (False, exception), or None when cancelled.
+            outcome: tuple[bool, Any] | None = None
+            try:
+                with trio.CancelScope() as scope:
+                    state["scope"] = scope
+                    if state["cancel"]:
+                        scope.cancel()
+                    try:
+                        outcome = (True, await fn(*args))
+                    except trio.Cancelled:
                         raise
-                    return
-                loop.call_soon_threadsafe(settle, lambda: future.set_result(result))
-            if cancel_scope.cancelled_caught:
-                loop.call_soon_threadsafe(future.cancel)
+                    except BaseException as exc:
+                        # A system task must not raise: hand it over instead.
+                        outcome = (False, exc)
+            finally:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(settle, outcome)
 
         def spawn() -> None:
             trio.lowlevel.spawn_system_task(runner, context=contextvars.Context())
 
-        self._token.run_sync_soon(spawn)
+        def cancel() -> None:
+            state["cancel"] = True
+            if state["scope"] is not None:
+                state["scope"].cancel()
+
         try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            if scope:
-                self._token.run_sync_soon(scope[0].cancel)
-            raise
+            self._token.run_sync_soon(spawn)
+        except trio.RunFinishedError:
+            raise self._closed_error() from None
+        cancelled: asyncio.CancelledError | None = None
+        while not done.done():
+            try:
+                await asyncio.shield(done)
+            except asyncio.CancelledError as exc:
+                # Cancel the trio side, and go on only once it has ended.
+                if cancelled is None:
+                    cancelled = exc
+                    with contextlib.suppress(trio.RunFinishedError):
+                        self._token.run_sync_soon(cancel)
+        if cancelled is not None:
+            raise cancelled
+        outcome = done.result()
+        if outcome is None:
+            raise FlameError(
+                FlameErrorCode.INVALID_STATE,
+                f"{getattr(fn, '__qualname__', fn)!s} was cancelled on the trio side "
+                "before it finished",
+            )
+        ok, value = outcome
+        if not ok:
+            raise value
+        return cast(T, value)
 
     async def aclose(self) -> None:
         if self._closing:
-            await self._stopped.wait()
+            with self._trio.CancelScope(shield=True):
+                await self._stopped.wait()
             return
         self._closing = True
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._loop.stop)
         with self._trio.CancelScope(shield=True):
             await self._stopped.wait()
+        # The thread has set _stopped as its very last act: this join is short.
         self._thread.join()
+
+
+def _raise_single(exc: BaseException | None) -> None:
+    """Raise ``exc``, unwrapping the group a task group puts around one error."""
+    while exc is not None and _single_group(exc):
+        exc = cast("BaseException", exc.exceptions[0])  # type: ignore[attr-defined]
+    if exc is not None:
+        raise exc
+
+
+def _single_group(exc: BaseException) -> bool:
+    # Duck-typed: BaseExceptionGroup is built in only from Python 3.11.
+    inner = getattr(exc, "exceptions", None)
+    return isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException)
 
 
 def open_grpc_loop() -> GrpcLoop:
@@ -456,19 +558,21 @@ def open_grpc_loop() -> GrpcLoop:
 # Client channels
 
 
-def _call_name(path: str) -> str:
-    return path.rsplit("/", 1)[-1] or path
+def _grpc_failure(
+    exc: BaseException, call: str, endpoint: Endpoint, timeout: float | None = None
+) -> FlameError:
+    """Turn what grpclib or the network raised into a FlameError.
 
-
-def _grpc_failure(exc: BaseException, call: str, endpoint: Endpoint) -> FlameError:
-    """Turn what grpclib or the network raised into a FlameError."""
+    The order matters: ``TimeoutError`` and ``ssl.SSLError`` are both kinds of
+    ``OSError``, and each deserves its own answer.
+    """
     where = f"{call} on {endpoint}"
     if isinstance(exc, FlameError):
         return exc
     if isinstance(exc, grpclib.exceptions.GRPCError):
         said = exc.message or exc.status.name
-        code = code_for_status(exc.status)
-        if exc.status is Status.UNKNOWN and (exc.message or "").strip().lower() in ("", "unknown"):
+        code = code_for_status(exc.status, exc.message)
+        if is_v04_refusal(exc.status, exc.message):
             # What a v0.4 session manager sends for most refusals.
             said = (
                 "the cluster refused the call without a reason (UNKNOWN 'unknown'); a v0.4 "
@@ -478,24 +582,86 @@ def _grpc_failure(exc: BaseException, call: str, endpoint: Endpoint) -> FlameErr
         elif exc.status is Status.UNIMPLEMENTED:
             said = f"the cluster does not implement {call} ({said})"
         return FlameError(code, f"{where} failed: {exc.status.name}: {said}")
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        within = f" within {timeout:g} s" if timeout is not None else " in time"
+        return FlameError(FlameErrorCode.TIMEOUT, f"{where} did not finish{within}")
     if isinstance(exc, grpclib.exceptions.StreamTerminatedError):
-        return FlameError(FlameErrorCode.UNAVAILABLE, f"{where} failed: the connection was lost ({exc})")
+        return FlameError(
+            FlameErrorCode.UNAVAILABLE, f"{where} failed: the connection was lost ({exc})"
+        )
     if isinstance(exc, ssl.SSLError):
-        return FlameError(FlameErrorCode.INVALID_CONFIG, f"{where} failed: TLS: {exc}")
-    if isinstance(exc, (ConnectionError, OSError)):
+        return FlameError(FlameErrorCode.INVALID_CONFIG, f"{where} failed: {_tls_advice(exc)}")
+    if isinstance(exc, OSError):
         return FlameError(
             FlameErrorCode.UNAVAILABLE,
             f"{where} failed: cannot reach the cluster ({exc.strerror or exc})",
         )
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return FlameError(FlameErrorCode.TIMEOUT, f"{where} did not finish in time")
     if isinstance(exc, grpclib.exceptions.ProtocolError):
         return FlameError(FlameErrorCode.INTERNAL, f"{where} failed: protocol error: {exc}")
     return FlameError(FlameErrorCode.INTERNAL, f"{where} failed: {type(exc).__name__}: {exc}")
 
 
+def _tls_advice(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"TLS: the server's certificate is not trusted ({exc.verify_message}); give "
+            "the file of the CA that signed it, or fix the host name in the endpoint"
+        )
+    return f"TLS: {exc.reason or exc}; is the endpoint really https://?"
+
+
+def _uncancel_deadline(task: asyncio.Task[Any] | None, cancelling: int) -> None:
+    """Undo the cancel request grpclib's deadline made on ``task``.
+
+    On a deadline grpclib cancels the waiting task and raises TimeoutError
+    instead, without taking the request back. Left there, it makes the task
+    look cancelled to every ``asyncio.timeout``, TaskGroup and anyio cancel
+    scope that task later leaves (Python >= 3.11 counts the requests).
+    """
+    if task is not None and _cancelling(task) > cancelling:
+        task.uncancel()  # type: ignore[attr-defined,unused-ignore]
+
+
+def _cancelling(task: asyncio.Task[Any] | None) -> int:
+    # Task.cancelling() exists from Python 3.11; before it nothing is counted.
+    counter = getattr(task, "cancelling", None)
+    return int(counter()) if counter is not None else 0
+
+
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+
+
+class _LossAwareProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc,unused-ignore]
+    """grpclib's connection, telling when its socket is really gone."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lost = asyncio.Event()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            super().connection_lost(exc)
+        finally:
+            self.lost.set()
+
+
+class _GrpcChannel(grpclib.client.Channel):  # type: ignore[misc,unused-ignore]
+    """A grpclib channel whose close can wait until its socket is closed."""
+
+    def _protocol_factory(self) -> grpclib.protocol.H2Protocol:
+        return _LossAwareProtocol(grpclib.client.Handler(), self._config, self._h2_config)
+
+    async def close_and_wait(self, bound: float = 5.0) -> None:
+        protocol = getattr(self, "_protocol", None)
+        self.close()
+        if isinstance(protocol, _LossAwareProtocol):
+            # A TLS connection first exchanges close_notify; the bound only
+            # keeps a peer that never answers from holding us.
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await asyncio.wait_for(protocol.lost.wait(), bound)
+        else:
+            await asyncio.sleep(0)
 
 
 class Channel:
@@ -521,19 +687,24 @@ class Channel:
         ca_file: str | None = None,
         connect_timeout: float | None = 10.0,
     ) -> Channel:
-        """Connect to ``url``; raise FlameError if it cannot be reached in time."""
+        """Connect to ``url``; raise FlameError if it cannot be reached in time.
+
+        An ``https://`` endpoint uses TLS, trusting the system's CAs, or only
+        the CA in ``ca_file`` when one is given.
+        """
         endpoint = Endpoint.parse(url)
-        context = _ssl_context(ca_file) if endpoint.tls else None
         if ca_file is not None and not endpoint.tls:
             raise FlameError(
                 FlameErrorCode.INVALID_CONFIG,
-                f"a CA file was given for {url!r}, which is not https://",
+                f"a CA file was given for {url!r}, which is not https://; "
+                "use an https:// endpoint, or drop the CA file",
             )
+        context = _ssl_context(ca_file) if endpoint.tls else None
         loop = open_grpc_loop()
         try:
 
             async def make() -> grpclib.client.Channel:
-                channel = grpclib.client.Channel(endpoint.host, endpoint.port, ssl=context)
+                channel = _GrpcChannel(endpoint.host, endpoint.port, ssl=context)
                 try:
                     await asyncio.wait_for(channel.__connect__(), connect_timeout)
                 except BaseException:
@@ -546,12 +717,19 @@ class Channel:
             except (asyncio.TimeoutError, TimeoutError):
                 raise FlameError(
                     FlameErrorCode.UNAVAILABLE,
-                    f"cannot connect to {endpoint}: no answer within {connect_timeout} s",
+                    f"cannot connect to {endpoint}: no answer within {connect_timeout:g} s; "
+                    "is the cluster running, and is the address right?",
                 ) from None
-            except (OSError, ssl.SSLError, grpclib.exceptions.ProtocolError) as exc:
+            except ssl.SSLError as exc:
                 raise FlameError(
-                    _grpc_failure(exc, "connect", endpoint).code,
-                    f"cannot connect to {endpoint}: {getattr(exc, 'strerror', None) or exc}",
+                    FlameErrorCode.INVALID_CONFIG,
+                    f"cannot connect to {endpoint}: {_tls_advice(exc)}",
+                ) from None
+            except (OSError, grpclib.exceptions.ProtocolError) as exc:
+                raise FlameError(
+                    FlameErrorCode.UNAVAILABLE,
+                    f"cannot connect to {endpoint}: {getattr(exc, 'strerror', None) or exc}; "
+                    "is the cluster running, and is the address right?",
                 ) from None
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -559,18 +737,27 @@ class Channel:
             raise
         return cls(endpoint, loop, grpc)
 
+    def _check_open(self, call: str) -> None:
+        if self._closed:
+            raise FlameError(
+                FlameErrorCode.INVALID_STATE,
+                f"{call} on {self.endpoint}: the connection is closed; open a new one",
+            )
+
     async def unary(
         self,
         method: Callable[..., Awaitable[Resp]],
         request: Any,
         *,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - a gRPC deadline, sent to the server
     ) -> Resp:
         """Call the bound stub ``method`` with ``request``; errors become FlameError."""
+        call = _stub_call_name(method)
+        self._check_open(call)
         try:
             return await self.loop.run(_call_unary, method, request, timeout)
         except Exception as exc:
-            raise _grpc_failure(exc, _stub_call_name(method), self.endpoint) from None
+            raise _grpc_failure(exc, call, self.endpoint, timeout) from None
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -578,23 +765,44 @@ class Channel:
         method: Callable[..., AsyncIterator[Resp]],
         request: Any,
         *,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - a gRPC deadline, sent to the server
     ) -> AsyncIterator[AsyncIterator[Resp]]:
-        """Open the server stream of the bound stub ``method``; closed on exit."""
+        """Open the server stream of the bound stub ``method``; closed on exit.
+
+        ``timeout`` bounds the whole stream, not each message.
+        """
         call = _stub_call_name(method)
+        self._check_open(call)
 
         async def translated() -> AsyncIterator[Resp]:
+            task = asyncio.current_task()
+            cancelling = _cancelling(task)
+            responses = method(request, timeout=timeout)
             try:
-                async for item in method(request, timeout=timeout):
+                async for item in responses:
                     yield item
-            except (Exception, asyncio.TimeoutError) as exc:
-                raise _grpc_failure(exc, call, self.endpoint) from None
+            except (asyncio.TimeoutError, TimeoutError) as exc:
+                _uncancel_deadline(task, cancelling)
+                raise _grpc_failure(exc, call, self.endpoint, timeout) from None
+            except Exception as exc:
+                raise _grpc_failure(exc, call, self.endpoint, timeout) from None
+            finally:
+                # Close the stub's generator now, not when it is collected:
+                # closing it leaves grpclib's stream, which resets the call,
+                # and that is how the server learns we have gone.
+                aclose = getattr(responses, "aclose", None)
+                if aclose is not None:
+                    await aclose()
 
         async with self.loop.iterate(translated) as items:
             yield items
 
     async def aclose(self) -> None:
-        """Close the connection and stop the grpc loop; idempotent."""
+        """Close the connection and stop the grpc loop; idempotent.
+
+        Calls still in flight fail with FlameError(UNAVAILABLE). When this
+        returns, the socket is closed and, under trio, the loop thread is gone.
+        """
         if self._closed:
             return
         self._closed = True
@@ -610,14 +818,26 @@ class Channel:
         await self.aclose()
 
 
-async def _call_unary(method: Callable[..., Awaitable[Resp]], request: Any, timeout: float | None) -> Resp:
-    return await method(request, timeout=timeout)
+async def _call_unary(
+    method: Callable[..., Awaitable[Resp]],
+    request: Any,
+    timeout: float | None,  # noqa: ASYNC109 - a gRPC deadline, sent to the server
+) -> Resp:
+    task = asyncio.current_task()
+    cancelling = _cancelling(task)
+    try:
+        return await method(request, timeout=timeout)
+    except (asyncio.TimeoutError, TimeoutError):
+        _uncancel_deadline(task, cancelling)
+        raise
 
 
 async def _close_grpc(channel: grpclib.client.Channel) -> None:
-    channel.close()
-    # Let the transport's connection_lost run, so the socket is gone when we return.
-    await asyncio.sleep(0)
+    if isinstance(channel, _GrpcChannel):
+        await channel.close_and_wait()
+    else:
+        channel.close()
+        await asyncio.sleep(0)
 
 
 def _stub_call_name(method: Callable[..., Any]) -> str:
@@ -632,13 +852,15 @@ def _stub_call_name(method: Callable[..., Any]) -> str:
 class Server(Generic[T]):
     """A running gRPC server; :attr:`port` and :attr:`address` say where."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, tls: bool = False) -> None:
         self.host = host
         self.port = port
+        self.tls = tls
 
     @property
     def address(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        """The endpoint a client connects to: ``http://host:port`` (``https`` with TLS)."""
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
 
 @contextlib.asynccontextmanager
@@ -648,26 +870,33 @@ async def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
+    ssl: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Server[Any]]:
     """Serve the generated service ``handlers`` on ``host:port`` for the ``async with``.
 
-    Port 0 takes a free port. Leaving closes the listening socket and every
-    connection, and waits until the server has stopped.
+    Port 0 takes a free port. With ``ssl`` (a server-side context holding the
+    certificate), clients connect with TLS to ``https://``. Leaving closes the
+    listening socket and every connection, and waits until the server has
+    stopped, its handlers included.
     """
+    context = ssl
+    if context is not None:
+        # gRPC is HTTP/2: a TLS peer must be offered h2 by ALPN.
+        context.set_alpn_protocols(["h2"])
 
     async def run_server(*, task_status: anyio.abc.TaskStatus[Server[Any]]) -> None:
         server = grpclib.server.Server(list(handlers))
         try:
-            await server.start(host, port, reuse_address=True)
+            await server.start(host, port, reuse_address=True, ssl=context)
         except OSError as exc:
             raise FlameError(
                 FlameErrorCode.INVALID_CONFIG,
                 f"cannot serve on {host}:{port}: {exc.strerror or exc}",
             ) from None
         try:
-            sockets = server._server.sockets if server._server is not None else ()
+            sockets = getattr(server._server, "sockets", None) or ()
             bound = sockets[0].getsockname()[1] if sockets else port
-            task_status.started(Server(host, bound))
+            task_status.started(Server(host, bound, tls=context is not None))
             await asyncio.Event().wait()
         finally:
             server.close()
