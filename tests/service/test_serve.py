@@ -29,7 +29,8 @@ class Recorder(FlameService):
 
     def on_session_enter(self, ctx: SessionContext) -> None:
         self.threads.add(threading.get_ident())
-        self.events.append(f"enter {ctx.session_id} {ctx.application.name} {ctx.common_data!r}")
+        app = ctx.application
+        self.events.append(f"enter {ctx.session_id} {app.name} {app.shim.name} {ctx.common_data!r}")
 
     def on_task_invoke(self, ctx: TaskContext) -> bytes | None:
         self.threads.add(threading.get_ident())
@@ -107,7 +108,7 @@ async def test_registers_and_answers_a_session(monkeypatch: pytest.MonkeyPatch) 
         )
         await channel.unary(stub.on_session_leave, pb.EmptyRequest())
     assert (first.data, empty.data, wrapped.data) == (b"hello", None, b"wrapped")
-    assert service.events == ["enter 7 echo b'common'", "task 1", "task 2", "task 3", "leave"]
+    assert service.events == ["enter 7 echo GRPC b'common'", "task 1", "task 2", "task 3", "leave"]
     # Plain handlers ran in worker threads, never on the thread of the event loop.
     assert threading.get_ident() not in service.threads
 
@@ -172,7 +173,7 @@ async def test_calls_out_of_order_are_refused_and_change_nothing(
     assert twice.value.code is FlameErrorCode.INVALID_STATE
     assert "still bound to session 1" in twice.value.message
     assert output.data == b"x"
-    assert service.events == ["enter 1 echo b'common'", "task 1"]
+    assert service.events == ["enter 1 echo GRPC b'common'", "task 1"]
 
 
 async def test_without_a_manager_it_says_how_a_service_is_started(

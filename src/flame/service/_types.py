@@ -9,6 +9,7 @@ from __future__ import annotations
 import attrs
 
 from .._proto import flame as pb
+from .._types import Shim
 
 __all__ = ["ApplicationContext", "SessionContext", "TaskContext", "TaskOutput"]
 
@@ -19,8 +20,8 @@ class ApplicationContext:
 
     name: str
     """The name the application was registered under."""
-    shim: str = "Grpc"
-    """The shim kind that runs it, by name (``"Grpc"`` for a Python service)."""
+    shim: Shim = Shim.GRPC
+    """The shim that runs it (``Shim.GRPC`` for a Python service)."""
     url: str | None = None
     command: str | None = None
     """The command the executor started, when the application has one."""
@@ -31,7 +32,7 @@ class ApplicationContext:
             return cls(name="")
         return cls(
             name=message.name,
-            shim=pb.Shim(message.shim).name or "Grpc",
+            shim=Shim(int(message.shim)),
             url=message.url,
             command=message.command,
         )
