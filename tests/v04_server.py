@@ -16,8 +16,9 @@ manager behaves" in the wire contract):
 Tasks run by their input: ``b"fail:<text>"`` fails with ``<text>`` as its
 output; ``b"hold"`` runs until :meth:`V04Server.release` is called;
 ``b"steps"`` stays pending until the first release and runs until the next;
-``b"hang"`` runs until the server stops; anything else succeeds at once with
-its input as its output.
+``b"hang"`` runs until the server stops; the watch of ``b"cut"`` (which
+succeeds at once) and of ``b"cut-hold"`` (held) ends without a message;
+anything else succeeds at once with its input as its output.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ class V04Frontend(pb.FrontendBase):
         task.set(pb.TaskState.Running)
         if data == b"hang":
             await anyio.sleep_forever()
-        if data in (b"hold", b"steps"):
+        if data in (b"hold", b"steps", b"cut-hold"):
             await self._released_wait()
         if data.startswith(b"fail:"):
             task.set(pb.TaskState.Failed, data[5:])
@@ -238,6 +239,8 @@ class V04Frontend(pb.FrontendBase):
     async def watch_task(self, message: pb.WatchTaskRequest) -> AsyncIterator[pb.Task]:
         self.calls.append("WatchTask")
         task = self._task(message.session_id, message.task_id)
+        if (task.input or b"").startswith(b"cut"):
+            return  # ends the stream at once, as a restarting server would
         self.active_watches += 1
         self.watches_opened += 1
         try:

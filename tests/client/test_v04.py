@@ -294,3 +294,33 @@ async def test_a_closed_connection_refuses_calls(v04: V04Server) -> None:
     with pytest.raises(FlameError):
         async for _ in session.watch_task("1"):
             pass
+
+
+async def test_a_watch_that_ends_early_falls_back_to_get_task(
+    v04: V04Server, v04_conn: flame.Connection
+) -> None:
+    session = await _session(v04_conn)
+    task = await session.create_task(b"cut")
+    with anyio.fail_after(20):
+        while not (await session.get_task(task.id)).is_completed():  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+    updates = [update async for update in session.watch_task(task.id)]
+    assert [(u.state, u.output) for u in updates] == [(TaskState.SUCCEED, b"cut")]
+    assert (await session.run_task(b"cut")).output == b"cut"
+
+
+async def test_a_watch_that_ends_before_the_task_is_unavailable(
+    v04: V04Server, v04_conn: flame.Connection
+) -> None:
+    session = await _session(v04_conn)
+    task = await session.create_task(b"cut-hold")
+    with pytest.raises(FlameError) as caught:
+        async for _ in session.watch_task(task.id):
+            pass
+    assert caught.value.code == FlameErrorCode.UNAVAILABLE
+    assert f"task {task.id} of session {session.id}" in caught.value.message
+    assert "RUNNING" in caught.value.message or "PENDING" in caught.value.message
+    with pytest.raises(FlameError) as caught:
+        await session.run_task(b"cut-hold")
+    assert caught.value.code == FlameErrorCode.UNAVAILABLE
+    await v04.release()
