@@ -324,3 +324,27 @@ async def test_a_watch_that_ends_before_the_task_is_unavailable(
         await session.run_task(b"cut-hold")
     assert caught.value.code == FlameErrorCode.UNAVAILABLE
     await v04.release()
+
+
+async def test_a_slow_informer_does_not_hold_back_the_watch(
+    v04: V04Server, v04_conn: flame.Connection
+) -> None:
+    session = await _session(v04_conn)
+
+    class Slow(flame.TaskInformer):
+        def __init__(self) -> None:
+            self.states: list[TaskState] = []
+
+        async def on_update(self, task: flame.Task) -> None:
+            if task.state is TaskState.PENDING:
+                # Blocked here, the informer sees the watch open, read the
+                # task's end and close: the updates wait in the buffer.
+                await v04.wait_for_watches(1)
+                await v04.release()
+                await v04.wait_for_watches(0)
+            self.states.append(task.state)
+
+    informer = Slow()
+    task = await session.run_task(b"hold", informer)
+    assert task.state is TaskState.SUCCEED
+    assert informer.states[0] is TaskState.PENDING and informer.states[-1] is TaskState.SUCCEED
