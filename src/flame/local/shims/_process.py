@@ -78,9 +78,12 @@ async def run_child(
 ) -> bytes:
     """Run ``argv`` with ``data`` on stdin; its stdout, or ShimError saying why it failed."""
     try:
-        process = await anyio.open_process(
-            list(argv), cwd=cwd or None, env=env, start_new_session=True
-        )
+        # Shielded: cancelled half-way, asyncio would leave the child running
+        # with nobody to stop it. A cancellation is seen at the next await.
+        with anyio.CancelScope(shield=True):
+            process = await anyio.open_process(
+                list(argv), cwd=cwd or None, env=env, start_new_session=True
+            )
     except OSError as exc:
         where = f" in {cwd!r}" if cwd else ""
         raise ShimError(f"cannot start {what}{where}: {exc.strerror or exc}") from None
