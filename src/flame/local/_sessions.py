@@ -35,6 +35,7 @@ import anyio
 from .._errors import FlameError, FlameErrorCode
 from .._proto import flame as pb
 from ._storage import Storage
+from ._wire import WireTask
 from .shims import supported
 
 __all__ = ["SessionManager", "SessionRuntime", "WorkListener"]
@@ -335,7 +336,7 @@ class SessionManager:
             )
         task_id = self.storage.next_task_id(rt.id)
         text = str(task_id)
-        task = pb.Task(
+        task = WireTask(
             metadata=pb.Metadata(id=text, name=text),
             spec=pb.TaskSpec(session_id=str(rt.id), input=data),
             status=pb.TaskStatus(state=pb.TaskState.Pending, creation_time=_now()),
@@ -464,7 +465,7 @@ class SessionManager:
 def _snapshot(task: pb.Task, state: pb.TaskState) -> pb.Task:
     """The task as it was in the unfinished ``state``: no output, no completion time."""
     assert task.spec is not None and task.status is not None
-    return pb.Task(
+    return WireTask(
         metadata=task.metadata,
         spec=pb.TaskSpec(session_id=task.spec.session_id, input=task.spec.input),
         status=pb.TaskStatus(state=state, creation_time=task.status.creation_time),
