@@ -84,8 +84,8 @@ async def drive(endpoint: str, tasks: int, concurrency: int, cpu: psutil.Process
                 request = pb.WatchTaskRequest(task_id=task.metadata.id, session_id=session_id)
                 async with channel.stream(stub.watch_task, request) as updates:
                     last = None
-                    async for last in updates:
-                        pass
+                    async for update in updates:
+                        last = update
                 assert last is not None and last.status.state == pb.TaskState.Succeed, last
                 done += 1
 
@@ -113,7 +113,18 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--slots", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    parser.add_argument(
+        "--no-uvloop", action="store_true", help="drive with asyncio's own loop, not uvloop"
+    )
     args = parser.parse_args()
+    options = {}
+    if args.backend == "asyncio" and not args.no_uvloop:
+        try:
+            import uvloop  # noqa: F401
+
+            options["use_uvloop"] = True
+        except ImportError:
+            pass
     port = free_port()
     process = start_cluster(port, args.slots)
     try:
@@ -124,6 +135,7 @@ def main() -> None:
             args.concurrency,
             psutil.Process(process.pid),
             backend=args.backend,
+            backend_options=options,
         )
     finally:
         process.send_signal(signal.SIGTERM)
