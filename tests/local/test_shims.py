@@ -194,3 +194,31 @@ async def test_sessions_share_the_executors_in_proportion() -> None:
         last = str(8)
         await client.watch(big, last)
         assert await client.counters(big) == (0, 0, 8, 0)
+
+
+async def test_an_updated_application_applies_to_new_sessions_only(client: Client) -> None:
+    old = pb.ApplicationSpec(shim=pb.Shim.Shell, environments=["VERSION=1"])
+    assert (await client.register("sh", old)).return_code == 0
+    before = await client.session("sh")
+    new = pb.ApplicationSpec(shim=pb.Shim.Shell, environments=["VERSION=2"])
+    result = await client.call(
+        "update_application", pb.UpdateApplicationRequest(name="sh", application=new)
+    )
+    assert result.return_code == 0
+    after = await client.session("sh")
+    assert (await client.run(before, b"echo $VERSION")).spec.output == b"1\n"
+    assert (await client.run(after, b"echo $VERSION")).spec.output == b"2\n"
+
+
+async def test_output_above_the_message_limit_fails_the_task(client: Client) -> None:
+    from flame.local._limits import MAX_OUTPUT_BYTES
+
+    assert (await client.register("sh", pb.ApplicationSpec(shim=pb.Shim.Shell))).return_code == 0
+    session_id = await client.session("sh")
+    line = f"head -c {MAX_OUTPUT_BYTES + 1} /dev/zero".encode()
+    done = await client.run(session_id, line)
+    assert done.status.state == pb.TaskState.Failed
+    assert b"wrote more than" in done.spec.output
+    exact = await client.run(session_id, f"head -c {MAX_OUTPUT_BYTES} /dev/zero".encode())
+    assert exact.status.state == pb.TaskState.Succeed
+    assert len(exact.spec.output) == MAX_OUTPUT_BYTES

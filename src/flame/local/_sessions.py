@@ -161,9 +161,10 @@ class SessionManager:
         except ValueError:
             return f"application {name!r} has an unknown shim {int(spec.shim)}"
         if not supported(kind):
+            runnable = ", ".join(k.name for k in pb.Shim if supported(k))
             return (
                 f"application {name!r} uses the {kind.name} shim, which this cluster cannot "
-                f"run yet; use Log, Stdio or Shell"
+                f"run yet; it runs {runnable}"
             )
         if kind == pb.Shim.Stdio and not spec.command:
             return f"application {name!r} uses the Stdio shim but has no command to run"
@@ -197,8 +198,9 @@ class SessionManager:
         problem = self.check_application(name, spec)
         if problem is not None:
             return problem
-        app.spec = spec
-        self.storage.save_application(app)
+        # A new object: the sessions created before keep the one they started with.
+        updated = pb.Application(metadata=app.metadata, spec=spec, status=app.status)
+        self.storage.save_application(updated)
         log.info("updated application %r", name)
         return None
 

@@ -41,18 +41,31 @@ def _kill_group(process: anyio.abc.Process) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-async def _read_all(
-    stream: anyio.abc.ByteReceiveStream | None, limit: int, into: list[bytes]
-) -> None:
+class _Collected:
+    """What a child wrote to one pipe, up to a limit."""
+
+    __slots__ = ("chunks", "limit", "overflow", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.chunks: list[bytes] = []
+        self.limit = limit
+        self.size = 0
+        self.overflow = False
+
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+async def _read_all(stream: anyio.abc.ByteReceiveStream | None, into: _Collected) -> None:
     if stream is None:
         return
-    size = 0
     async for chunk in stream:
-        size += len(chunk)
-        if size <= limit:
-            into.append(chunk)
+        into.size += len(chunk)
+        if into.size <= into.limit:
+            into.chunks.append(chunk)
         else:
-            into.append(b"")  # keep reading so the child is not blocked on a full pipe
+            # Keep reading, so that the child is not blocked on a full pipe.
+            into.overflow = True
 
 
 async def _feed(stream: anyio.abc.ByteSendStream | None, data: bytes) -> None:
@@ -87,13 +100,13 @@ async def run_child(
     except OSError as exc:
         where = f" in {cwd!r}" if cwd else ""
         raise ShimError(f"cannot start {what}{where}: {exc.strerror or exc}") from None
-    out: list[bytes] = []
-    err: list[bytes] = []
+    out = _Collected(MAX_OUTPUT_BYTES)
+    err = _Collected(64 * 1024)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_feed, process.stdin, data)
-            tg.start_soon(_read_all, process.stdout, MAX_OUTPUT_BYTES + 1, out)
-            tg.start_soon(_read_all, process.stderr, 64 * 1024, err)
+            tg.start_soon(_read_all, process.stdout, out)
+            tg.start_soon(_read_all, process.stderr, err)
             code = await process.wait()
             # Whatever the child left running would keep the pipes open.
             _kill_group(process)
@@ -106,14 +119,13 @@ async def run_child(
             _kill_group(process)
         with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
             await process.aclose()
-    output = b"".join(out)
     if code != 0:
-        tail = b"".join(err).decode("utf-8", "replace").strip()[-STDERR_TAIL:]
+        tail = err.data().decode("utf-8", "replace").strip()[-STDERR_TAIL:]
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
         raise ShimError(f"{what} {how}" + (f": {tail}" if tail else " (no stderr)"))
-    if len(output) > MAX_OUTPUT_BYTES or any(not chunk for chunk in out):
+    if out.overflow:
         raise ShimError(
             f"{what} wrote more than {MAX_OUTPUT_BYTES} bytes to stdout, above the largest "
             "task output this cluster sends"
         )
-    return output
+    return out.data()
