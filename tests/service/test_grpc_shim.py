@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 
 import anyio
+import psutil
 import pytest
 
 import flame
@@ -132,11 +133,14 @@ async def test_a_command_that_cannot_start_fails_with_its_reason(
     assert "cannot start the service of application 'missing'" in (failed.output or b"").decode()
 
 
-async def test_sigterm_lets_the_task_finish_and_leaves_the_session(anyio_backend: str) -> None:
+@pytest.mark.parametrize("mode", ["echo", "async"])
+async def test_sigterm_lets_the_task_finish_and_leaves_the_session(
+    anyio_backend: str, mode: str
+) -> None:
     async with fake_manager() as (manager, address):
         env = dict(os.environ, FLAME_SERVICE_MANAGER=address)
         process = await anyio.open_process(
-            [sys.executable, SERVICES, "echo", anyio_backend], env=env, stderr=None
+            [sys.executable, SERVICES, mode, anyio_backend], env=env, stderr=None
         )
         async with process:
             assert process.stdout is not None
@@ -197,3 +201,25 @@ class LineReader:
         while not self._ended:
             await self._more()
         return [line for line in self._buffer.decode().splitlines() if line]
+
+
+async def test_a_service_stops_when_the_process_that_started_it_is_gone() -> None:
+    async with fake_manager() as (manager, address):
+        env = dict(os.environ, FLAME_SERVICE_MANAGER=address)
+        # A parent that starts the service, then waits to be killed.
+        parent_code = (
+            "import subprocess, sys, time; "
+            f"subprocess.Popen([sys.executable, {SERVICES!r}, 'echo']); time.sleep(3600)"
+        )
+        parent = await anyio.open_process([sys.executable, "-c", parent_code], env=env)
+        async with parent:
+            with anyio.fail_after(30):
+                await manager.registered.wait()
+            service = psutil.Process(int(manager.registrations[0].service_id))
+            assert service.ppid() == parent.pid
+            parent.kill()
+            await parent.wait()
+        # Not our child: nothing tells us when it ends but looking.
+        with anyio.fail_after(30):
+            while service.is_running() and service.status() != psutil.STATUS_ZOMBIE:  # noqa: ASYNC110
+                await anyio.sleep(0.1)

@@ -262,10 +262,9 @@ async def _first_signal(signals: AsyncIterator[int], stop: anyio.Event) -> None:
         return
 
 
-async def _watch_parent(stop: anyio.Event) -> None:
+async def _watch_parent(parent: int, stop: anyio.Event) -> None:
     # Nothing signals a parent's exit to a process that is not its child's
     # parent: polling is the portable way.
-    parent = os.getppid()
     while os.getppid() == parent:  # noqa: ASYNC110
         await anyio.sleep(PARENT_CHECK_SECONDS)
     log.info("the process that started the service (pid %d) is gone: stopping", parent)
@@ -284,6 +283,8 @@ async def serve(service: FlameService, *, handle_signals: bool = True) -> None:
     set, and FlameError(UNAVAILABLE) when the manager cannot be reached.
     """
     manager = _manager_address()
+    # Taken first: the parent may be gone by the time registering is done.
+    parent = os.getppid()
     loop = open_grpc_loop()
     failure: FlameError | None = None
     try:
@@ -310,7 +311,7 @@ async def serve(service: FlameService, *, handle_signals: bool = True) -> None:
                     async with anyio.create_task_group() as tg:
                         if signals is not None:
                             tg.start_soon(_first_signal, signals, stop)
-                        tg.start_soon(_watch_parent, stop)
+                        tg.start_soon(_watch_parent, parent, stop)
                         await stop.wait()
                         tg.cancel_scope.cancel()
                     await loop.run(servicer.stop)
