@@ -343,8 +343,18 @@ class _ThreadLoop(GrpcLoop):
         # One asyncio task owns fn's task group from start to end (a task
         # group must be left by the task that entered it); start() and stop()
         # are short calls that talk to it.
+        trio = self._trio
         owner_task: list[asyncio.Task[None]] = []
         stop_event: list[asyncio.Event] = []
+        # Cancels the caller's body when fn fails while it runs, as a task
+        # group does under asyncio; leaving then raises fn's error.
+        body = trio.CancelScope()
+        token = self._token
+
+        def owner_done(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                with contextlib.suppress(trio.RunFinishedError):
+                    token.run_sync_soon(body.cancel)
 
         async def start() -> Any:
             started: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -357,6 +367,7 @@ class _ThreadLoop(GrpcLoop):
                     tg.cancel_scope.cancel()
 
             task = asyncio.get_running_loop().create_task(owner())
+            task.add_done_callback(owner_done)
             owner_task.append(task)
             try:
                 await asyncio.wait([started, task], return_when=asyncio.FIRST_COMPLETED)
@@ -379,9 +390,10 @@ class _ThreadLoop(GrpcLoop):
 
         value = await self.run(start)
         try:
-            yield value
+            with body:
+                yield value
         finally:
-            with self._trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True):
                 if self._closing:
                     # The loop's shutdown cancels the owner; wait for it.
                     await self._stopped.wait()
@@ -594,11 +606,19 @@ def _grpc_failure(
     if isinstance(exc, OSError):
         return FlameError(
             FlameErrorCode.UNAVAILABLE,
-            f"{where} failed: cannot reach the cluster ({exc.strerror or exc})",
+            f"{where} failed: cannot reach the cluster ({_os_reason(exc)})",
         )
     if isinstance(exc, grpclib.exceptions.ProtocolError):
         return FlameError(FlameErrorCode.INTERNAL, f"{where} failed: protocol error: {exc}")
     return FlameError(FlameErrorCode.INTERNAL, f"{where} failed: {type(exc).__name__}: {exc}")
+
+
+def _os_reason(exc: BaseException) -> str:
+    # asyncio says "Connect call failed (address)"; the errno says why.
+    errno = getattr(exc, "errno", None)
+    if isinstance(errno, int) and errno > 0:
+        return os.strerror(errno).lower()
+    return str(getattr(exc, "strerror", None) or exc)
 
 
 def _tls_advice(exc: ssl.SSLError) -> str:
@@ -728,7 +748,7 @@ class Channel:
             except (OSError, grpclib.exceptions.ProtocolError) as exc:
                 raise FlameError(
                     FlameErrorCode.UNAVAILABLE,
-                    f"cannot connect to {endpoint}: {getattr(exc, 'strerror', None) or exc}; "
+                    f"cannot connect to {endpoint}: {_os_reason(exc)}; "
                     "is the cluster running, and is the address right?",
                 ) from None
         except BaseException:
