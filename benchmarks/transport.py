@@ -1,0 +1,273 @@
+"""What the transport costs: our grpclib transport against Google's grpcio, over loopback.
+
+Client and server live in one process and talk over 127.0.0.1. For each of
+
+* ``flame/asyncio``: our transport under asyncio (grpclib on the caller's loop);
+* ``flame/trio``: our transport under trio (grpclib on a private asyncio loop
+  in a worker thread; the server on another such loop, as the embedded
+  cluster does);
+* ``grpclib bare``: the generated grpclib stubs called directly under
+  asyncio, without our transport: the floor our asyncio path stands on;
+* ``grpcio``: ``grpc.aio`` server and client, from stubs that ``grpc_tools``
+  generates at run time from the same ``proto/`` files;
+
+it measures a GetTask-like unary call (Frontend service) one at a time and
+with 64 in flight, and a WatchTask-like server stream of many messages; then
+prints a table and the ratios to grpcio.
+
+    pip install -e '.[test]'
+    python benchmarks/transport.py              # about 30 s
+    python benchmarks/transport.py --seconds 1  # a quick look
+
+It is a script, not a test: the figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pathlib
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from flame._proto import flame as pb
+from flame._transport import Channel, open_grpc_loop, serve
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+IN_FLIGHT = 64
+WARM_UP = 200
+
+
+# --------------------------------------------------------------------------
+# The measurements, the same for every implementation
+
+
+async def sequential(call: Callable[[], Awaitable[object]], seconds: float) -> float:
+    """Unary calls per second, one at a time."""
+    for _ in range(WARM_UP):
+        await call()
+    count = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        await call()
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+async def concurrent(call: Callable[[], Awaitable[object]], seconds: float) -> float:
+    """Unary calls per second, with IN_FLIGHT of them in flight at all times."""
+    counts = [0] * IN_FLIGHT
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    async def worker(i: int) -> None:
+        while time.perf_counter() < deadline:
+            await call()
+            counts[i] += 1
+
+    async with anyio.create_task_group() as tg:
+        for i in range(IN_FLIGHT):
+            tg.start_soon(worker, i)
+    return sum(counts) / (time.perf_counter() - start)
+
+
+async def streamed(watch: Callable[[int], AsyncIterator[object]], messages: int) -> float:
+    """Messages per second of one server stream of ``messages`` messages."""
+    async for _ in watch(100):  # warm-up
+        pass
+    received = 0
+    start = time.perf_counter()
+    async for _ in watch(messages):
+        received += 1
+    elapsed = time.perf_counter() - start
+    assert received == messages, (received, messages)
+    return messages / elapsed
+
+
+async def measure(
+    call: Callable[[], Awaitable[object]],
+    watch: Callable[[int], AsyncIterator[object]],
+    seconds: float,
+    messages: int,
+) -> dict[str, float]:
+    return {
+        "unary, sequential (calls/s)": await sequential(call, seconds),
+        f"unary, {IN_FLIGHT} in flight (calls/s)": await concurrent(call, seconds),
+        "stream (messages/s)": await streamed(watch, messages),
+    }
+
+
+# --------------------------------------------------------------------------
+# Ours
+
+
+class Frontend(pb.FrontendBase):
+    async def get_task(self, message: pb.GetTaskRequest) -> pb.Task:
+        return pb.Task(
+            metadata=pb.Metadata(id=message.task_id, name="bench"),
+            spec=pb.TaskSpec(session_id=message.session_id, input=b"x" * 16),
+            status=pb.TaskStatus(state=pb.TaskState.Running, creation_time=1),
+        )
+
+    async def watch_task(self, message: pb.WatchTaskRequest) -> AsyncIterator[pb.Task]:
+        for i in range(int(message.task_id)):
+            yield pb.Task(
+                metadata=pb.Metadata(id=str(i)),
+                status=pb.TaskStatus(state=pb.TaskState.Running, creation_time=i),
+            )
+
+
+async def ours(seconds: float, messages: int, direct: bool = False) -> dict[str, float]:
+    """Our transport; with ``direct`` (asyncio only) the bare grpclib stubs, for reference."""
+    loop = open_grpc_loop()
+    try:
+        async with (
+            serve(loop, [Frontend()]) as server,
+            await Channel.connect(server.address) as channel,
+        ):
+            stub = pb.FrontendStub(channel.grpc)
+            request = pb.GetTaskRequest(task_id="7", session_id="3")
+
+            async def call() -> object:
+                if direct:
+                    return await stub.get_task(request)
+                return await channel.unary(stub.get_task, request)
+
+            async def watch(count: int) -> AsyncIterator[object]:
+                ask = pb.WatchTaskRequest(task_id=str(count), session_id="3")
+                if direct:
+                    async for update in stub.watch_task(ask):
+                        yield update
+                    return
+                async with channel.stream(stub.watch_task, ask) as updates:
+                    async for update in updates:
+                        yield update
+
+            return await measure(call, watch, seconds, messages)
+    finally:
+        await loop.aclose()
+
+
+# --------------------------------------------------------------------------
+# grpcio, from the same proto files
+
+
+def generate_grpcio(into: pathlib.Path) -> tuple[Any, Any, Any]:
+    from grpc_tools import protoc
+
+    proto = ROOT / "proto"
+    status = protoc.main(
+        [
+            "grpc_tools.protoc",
+            f"-I{proto}",
+            f"--python_out={into}",
+            f"--grpc_python_out={into}",
+            str(proto / "types.proto"),
+            str(proto / "frontend.proto"),
+        ]
+    )
+    if status != 0:
+        raise SystemExit(f"grpc_tools.protoc failed with status {status}")
+    sys.path.insert(0, str(into))
+    return (
+        importlib.import_module("types_pb2"),
+        importlib.import_module("frontend_pb2"),
+        importlib.import_module("frontend_pb2_grpc"),
+    )
+
+
+async def grpcio(seconds: float, messages: int, modules: tuple[Any, Any, Any]) -> dict[str, float]:
+    import grpc
+
+    types_pb2, frontend_pb2, frontend_pb2_grpc = modules
+
+    class Servicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc,name-defined]
+        async def GetTask(self, request: Any, context: Any) -> Any:
+            return types_pb2.Task(
+                metadata=types_pb2.Metadata(id=request.task_id, name="bench"),
+                spec=types_pb2.TaskSpec(session_id=request.session_id, input=b"x" * 16),
+                status=types_pb2.TaskStatus(state=types_pb2.Running, creation_time=1),
+            )
+
+        async def WatchTask(self, request: Any, context: Any) -> AsyncIterator[Any]:
+            for i in range(int(request.task_id)):
+                yield types_pb2.Task(
+                    metadata=types_pb2.Metadata(id=str(i)),
+                    status=types_pb2.TaskStatus(state=types_pb2.Running, creation_time=i),
+                )
+
+    server = grpc.aio.server()
+    frontend_pb2_grpc.add_FrontendServicer_to_server(Servicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = frontend_pb2_grpc.FrontendStub(channel)
+            request = frontend_pb2.GetTaskRequest(task_id="7", session_id="3")
+
+            async def call() -> object:
+                return await stub.GetTask(request)
+
+            async def watch(count: int) -> AsyncIterator[object]:
+                ask = frontend_pb2.WatchTaskRequest(task_id=str(count), session_id="3")
+                async for update in stub.WatchTask(ask):
+                    yield update
+
+            return await measure(call, watch, seconds, messages)
+    finally:
+        await server.stop(None)
+
+
+# --------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="per unary measurement")
+    parser.add_argument("--messages", type=int, default=20_000, help="in the streamed measurement")
+    args = parser.parse_args()
+
+    results: dict[str, dict[str, float]] = {}
+    results["grpclib bare"] = anyio.run(ours, args.seconds, args.messages, True)
+    results["flame/asyncio"] = anyio.run(ours, args.seconds, args.messages, backend="asyncio")
+    results["flame/trio"] = anyio.run(ours, args.seconds, args.messages, backend="trio")
+    with tempfile.TemporaryDirectory(prefix="flame-bench-") as temp:
+        modules = generate_grpcio(pathlib.Path(temp))
+        results["grpcio"] = anyio.run(grpcio, args.seconds, args.messages, modules)
+
+    names = list(results)
+    rows = list(results["grpcio"])
+    width = max(len(row) for row in rows)
+    print(
+        f"python {sys.version.split()[0]}, {args.seconds:g} s per unary measurement, "
+        f"{args.messages} streamed messages"
+    )
+    print(
+        f"{'':{width}}  "
+        + "  ".join(f"{name:>14}" for name in names)
+        + "  "
+        + "  ".join(f"{name + '/grpcio':>20}" for name in names[:-1])
+    )
+    for row in rows:
+        figures = "  ".join(f"{results[name][row]:>14,.0f}" for name in names)
+        ratios = "  ".join(
+            f"{results[name][row] / results['grpcio'][row]:>20.2f}" for name in names[:-1]
+        )
+        print(f"{row:{width}}  {figures}  {ratios}")
+    print()
+    print(
+        "cost per sequential unary call (µs): "
+        + ", ".join(
+            f"{name} {1e6 / results[name]['unary, sequential (calls/s)']:.0f}" for name in names
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
