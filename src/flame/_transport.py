@@ -22,9 +22,11 @@ names the call, the endpoint and what the server said.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import contextvars
+import copy
 import logging
 import os
 import ssl
@@ -132,7 +134,7 @@ def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
 # Where grpclib runs
 
 
-class GrpcLoop:
+class GrpcLoop(abc.ABC):
     """Runs asyncio code for grpclib from whatever backend the caller uses.
 
     Every method is awaited from the caller's backend; the functions handed in
@@ -142,20 +144,23 @@ class GrpcLoop:
 
     backend: str
 
+    @abc.abstractmethod
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run ``await fn(*args)`` on the grpc loop and return its result."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
+    @abc.abstractmethod
     def background(
         self, fn: Callable[..., Awaitable[None]], *args: Any
     ) -> contextlib.AbstractAsyncContextManager[Any]:
         """Run ``fn(*args, task_status=...)`` on the grpc loop for the ``async with``.
 
         Entering waits until ``fn`` calls ``task_status.started(value)`` and
-        gives ``value``; leaving cancels ``fn`` and waits for it to end.
+        gives ``value``; leaving cancels ``fn`` and waits for it to end. If
+        ``fn`` fails before it starts, entering raises its error as is; if
+        it fails later, the body is cancelled and leaving raises the error.
         """
-        raise NotImplementedError  # pragma: no cover - abstract
 
+    @abc.abstractmethod
     def iterate(
         self, open_stream: Callable[[], AsyncIterator[T]]
     ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[T]]:
@@ -164,17 +169,17 @@ class GrpcLoop:
         The iterator is created, advanced and closed on the grpc loop; leaving
         the ``async with`` closes it at once, wherever it was.
         """
-        raise NotImplementedError  # pragma: no cover - abstract
 
+    @abc.abstractmethod
     async def call_back(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """From the grpc loop, run ``await fn(*args)`` on the caller's backend.
 
         A gRPC handler uses it to run user code where the user expects it.
         """
-        raise NotImplementedError  # pragma: no cover - abstract
 
+    @abc.abstractmethod
     async def aclose(self) -> None:
-        """Stop what this loop started (a thread under trio)."""
+        """Stop what this loop started (a thread under trio); idempotent."""
 
 
 class _CallerLoop(GrpcLoop):
@@ -216,6 +221,11 @@ class _CallerLoop(GrpcLoop):
 
     async def call_back(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         return await fn(*args)
+
+    async def aclose(self) -> None:
+        # Nothing to stop: everything ran on the caller's loop, and each
+        # channel or server closed what it opened.
+        return None
 
 
 class _End:
@@ -797,7 +807,7 @@ class Channel:
         async def translated() -> AsyncIterator[Resp]:
             task = asyncio.current_task()
             cancelling = _cancelling(task)
-            responses = method(request, timeout=timeout)
+            responses, opened = _open_stub_stream(method, request, timeout)
             try:
                 async for item in responses:
                     yield item
@@ -807,12 +817,13 @@ class Channel:
             except Exception as exc:
                 raise _grpc_failure(exc, call, self.endpoint, timeout) from None
             finally:
-                # Close the stub's generator now, not when it is collected:
-                # closing it leaves grpclib's stream, which resets the call,
-                # and that is how the server learns we have gone.
-                aclose = getattr(responses, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+                # Close the generators now, not when they are collected:
+                # closing the innermost leaves grpclib's stream, which resets
+                # the call, and that is how the server learns we have gone.
+                for generator in (responses, *opened):
+                    aclose = getattr(generator, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
 
         async with self.loop.iterate(translated) as items:
             yield items
@@ -850,6 +861,38 @@ async def _call_unary(
     except (asyncio.TimeoutError, TimeoutError):
         _uncancel_deadline(task, cancelling)
         raise
+
+
+def _open_stub_stream(
+    method: Callable[..., AsyncIterator[Resp]],
+    request: Any,
+    timeout: float | None,
+) -> tuple[AsyncIterator[Resp], list[AsyncIterator[Any]]]:
+    """Open a server stream with the generated stub ``method``.
+
+    Returns the stub's generator and the list the generators it opens
+    inside are recorded in. A generated stream method is an async generator
+    that iterates another one (the stub's ``_unary_stream``, which holds
+    grpclib's stream); closing the outer one does not close the inner one,
+    which would then hold the call open until it is garbage collected. So
+    the method runs on a shallow copy of its stub whose ``_unary_stream``
+    records what it opens, for the caller to close.
+    """
+    stub = getattr(method, "__self__", None)
+    function = getattr(method, "__func__", None)
+    inner = getattr(stub, "_unary_stream", None)
+    opened: list[AsyncIterator[Any]] = []
+    if stub is None or function is None or inner is None:
+        return method(request, timeout=timeout), opened
+    tracked = copy.copy(stub)
+
+    def recording(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        generator = inner(*args, **kwargs)
+        opened.append(generator)
+        return cast("AsyncIterator[Any]", generator)
+
+    tracked._unary_stream = recording
+    return function(tracked, request, timeout=timeout), opened
 
 
 async def _close_grpc(channel: grpclib.client.Channel) -> None:

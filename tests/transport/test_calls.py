@@ -208,3 +208,23 @@ async def test_closing_with_calls_in_flight_fails_them_cleanly(
     assert sorted(f.code.name for f in failures) == ["UNAVAILABLE", "UNAVAILABLE"]
     for seen in frontend.calls:
         await wait_until(seen.ended.is_set, "the server seeing the call end")
+
+
+@pytest.mark.parametrize("how", ["break", "cancel"])
+async def test_leaving_a_stream_resets_it_before_returning(
+    channel: Channel, stub: pb.FrontendStub, how: str
+) -> None:
+    # Not "eventually", when some generator is collected: by the time the
+    # `async with` is left, grpclib no longer holds the stream.
+    async def open_streams() -> int:
+        return len(channel.grpc._protocol.processor.streams)
+
+    with anyio.CancelScope() as scope:
+        async with channel.stream(stub.watch_task, pb.WatchTaskRequest(task_id="hold")) as updates:
+            async for _ in updates:
+                assert await channel.loop.run(open_streams) == 1
+                if how == "break":
+                    break
+                scope.cancel()
+                await anyio.lowlevel.checkpoint()
+    assert await channel.loop.run(open_streams) == 0

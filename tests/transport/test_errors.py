@@ -12,7 +12,7 @@ from grpclib.exceptions import GRPCError
 from flame import FlameError, FlameErrorCode
 from flame._errors import code_for_status
 from flame._proto import flame as pb
-from flame._transport import Channel, Endpoint, GrpcLoop, serve
+from flame._transport import Channel, Endpoint, GrpcLoop, refuse, serve
 
 # What a user should get for each status a server may answer with, written
 # out here rather than read from the table, so the table is checked.
@@ -49,6 +49,11 @@ class Refusing(pb.FrontendBase):
     async def watch_task(self, message: pb.WatchTaskRequest):  # type: ignore[no-untyped-def]
         yield pb.Task(metadata=pb.Metadata(id=message.task_id))
         raise GRPCError(self.status, self.message)
+
+
+class RefusingByName(pb.FrontendBase):
+    async def get_task(self, message: pb.GetTaskRequest) -> pb.Task:
+        raise refuse("FAILED_PRECONDITION", f"session {message.session_id} is closed")
 
 
 class Crashing(pb.FrontendBase):
@@ -210,3 +215,15 @@ async def test_connect_refuses_a_bad_address_before_opening_anything(anyio_backe
     assert caught.value.code is FlameErrorCode.INVALID_CONFIG
     assert "not https://" in caught.value.message
     assert threading.active_count() == threads
+
+
+async def test_refuse_fails_the_call_with_the_named_status(grpc_loop: GrpcLoop) -> None:
+    async with (
+        serve(grpc_loop, [RefusingByName()]) as server,
+        await Channel.connect(server.address) as channel,
+    ):
+        stub = pb.FrontendStub(channel.grpc)
+        with pytest.raises(FlameError) as caught:
+            await channel.unary(stub.get_task, pb.GetTaskRequest(task_id="1", session_id="4"))
+    assert caught.value.code is FlameErrorCode.INVALID_STATE
+    assert "FAILED_PRECONDITION: session 4 is closed" in caught.value.message
