@@ -1,8 +1,11 @@
-"""Shared test setup: every async test runs under asyncio and under trio."""
+"""Shared test setup: every async test runs under asyncio and under trio.
+
+anyio's plugin runs in auto mode (pyproject.toml), so every ``async def``
+test takes this fixture at collection time, parametrized tests included,
+and none can run on one backend only by forgetting a marker.
+"""
 
 from __future__ import annotations
-
-import inspect
 
 import pytest
 
@@ -15,12 +18,3 @@ import pytest
 )
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Mark every coroutine test for anyio's plugin, so none can run on only
-    # one backend by forgetting a marker.
-    for item in items:
-        function = getattr(item, "function", None)
-        if function is not None and inspect.iscoroutinefunction(function):
-            item.add_marker(pytest.mark.anyio)
