@@ -330,8 +330,13 @@ class _ThreadLoop(GrpcLoop):
             raise self._closed_error() from None
         await trio.lowlevel.wait_task_rescheduled(abort)
         task = holder[0]
-        if cancelled:
+        if cancelled and (task.cancelled() or task.exception() is not None):
             await trio.lowlevel.checkpoint()  # raises trio.Cancelled
+        # A call that finished before our cancel reached it did happen: its
+        # result is returned (a server started, a task created, a connection
+        # opened must not be lost), and the cancellation is delivered at the
+        # caller's next checkpoint, as trio does for an operation it could
+        # not abort.
         if task.cancelled():
             # Not by us: the loop is shutting down under the call.
             raise FlameError(

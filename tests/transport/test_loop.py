@@ -158,3 +158,49 @@ async def test_run_after_close_is_refused(anyio_backend: str) -> None:
         with pytest.raises(FlameError) as caught:
             await loop.run(answer)
         assert caught.value.code is FlameErrorCode.INVALID_STATE
+
+
+async def test_a_result_that_beat_the_cancellation_is_returned(
+    grpc_loop: GrpcLoop, anyio_backend: str
+) -> None:
+    # The function cancels the caller and returns at once, so the result is
+    # there before the cancellation reaches the grpc loop: the caller gets
+    # it (nothing that happened is lost) and is cancelled at its next
+    # checkpoint.
+    got: list[int] = []
+    with anyio.CancelScope() as scope:
+        if anyio_backend == "trio":
+            import trio
+
+            token = trio.lowlevel.current_trio_token()
+
+            async def cancel_and_answer() -> int:
+                token.run_sync_soon(scope.cancel)
+                return 42
+        else:
+
+            async def cancel_and_answer() -> int:
+                scope.cancel()
+                return 42
+
+        got.append(await grpc_loop.run(cancel_and_answer))
+        await anyio.lowlevel.checkpoint()
+        pytest.fail("the cancellation was lost")
+    assert scope.cancelled_caught
+    assert got == [42]
+
+
+async def test_a_call_cancelled_while_it_runs_raises_cancelled(grpc_loop: GrpcLoop) -> None:
+    ended: list[str] = []
+
+    async def held() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            ended.append(sniffio.current_async_library())
+
+    with anyio.move_on_after(0.1) as scope:
+        await grpc_loop.run(held)
+    assert scope.cancelled_caught
+    # The caller resumed only once the function had really ended.
+    assert ended == ["asyncio"]
