@@ -228,3 +228,32 @@ async def test_leaving_a_stream_resets_it_before_returning(
                 scope.cancel()
                 await anyio.lowlevel.checkpoint()
     assert await channel.loop.run(open_streams) == 0
+
+
+async def test_a_timed_out_call_leaves_the_callers_task_uncancelled(
+    channel: Channel, stub: pb.FrontendStub, anyio_backend: str
+) -> None:
+    # grpclib enforces its deadline by cancelling the waiting task; the
+    # transport must withdraw that request, or the caller's next cancel
+    # scope (or asyncio.timeout, or TaskGroup) would take it for its own.
+    for _ in range(2):
+        with pytest.raises(FlameError):
+            await channel.unary(stub.get_task, pb.GetTaskRequest(task_id="hold"), timeout=0.05)
+        with pytest.raises(FlameError):
+            async with channel.stream(
+                stub.watch_task, pb.WatchTaskRequest(task_id="hold"), timeout=0.05
+            ) as updates:
+                async for _ in updates:
+                    pass
+    if anyio_backend == "asyncio":
+        import asyncio
+
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0
+    with anyio.move_on_after(BOUND) as scope:
+        await anyio.sleep(0.01)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.sleep, 0.01)
+    assert not scope.cancelled_caught
+    task = await channel.unary(stub.get_task, pb.GetTaskRequest(task_id="fine"))
+    assert task.metadata.id == "fine"
