@@ -16,10 +16,14 @@ The same code runs under ``asyncio.run(main())`` and ``trio.run(main)``.
 
 from ._client import (
     DEFAULT_CALL_TIMEOUT,
+    DEFAULT_CONCURRENCY,
     DEFAULT_CONNECT_TIMEOUT,
     Connection,
+    FinishedTasks,
     Session,
     SessionClient,
+    TaskFailure,
+    TaskFailures,
     TaskInformer,
     TaskWatcher,
     connect,
@@ -48,6 +52,7 @@ from ._types import (
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
+    "DEFAULT_CONCURRENCY",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_CONTEXT_NAME",
     "DEFAULT_FLAME_CONF",
@@ -58,6 +63,7 @@ __all__ = [
     "ApplicationState",
     "CommonData",
     "Connection",
+    "FinishedTasks",
     "FlameError",
     "FlameErrorCode",
     "Message",
@@ -68,6 +74,8 @@ __all__ = [
     "SessionState",
     "Shim",
     "Task",
+    "TaskFailure",
+    "TaskFailures",
     "TaskID",
     "TaskInformer",
     "TaskInput",

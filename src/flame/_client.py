@@ -12,7 +12,16 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -50,10 +59,14 @@ from ._types import (
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
+    "DEFAULT_CONCURRENCY",
     "DEFAULT_CONNECT_TIMEOUT",
     "Connection",
+    "FinishedTasks",
     "Session",
     "SessionClient",
+    "TaskFailure",
+    "TaskFailures",
     "TaskInformer",
     "TaskWatcher",
     "connect",
@@ -66,8 +79,15 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_CALL_TIMEOUT = 60.0
 """Seconds a single request may take (watches are not bounded: tasks may run long)."""
 
+DEFAULT_CONCURRENCY = 64
+"""How many tasks :meth:`SessionClient.run_tasks` and :meth:`SessionClient.as_completed`
+keep in flight unless told otherwise."""
+
 # How many updates run_task lets the watch get ahead of a slow informer.
 _INFORMER_BUFFER = 16
+
+TaskInputs = Iterable[TaskInput] | AsyncIterable[TaskInput]
+"""What :meth:`SessionClient.run_tasks` takes: a list, or any (async) iterable, of inputs."""
 
 # The task states after which nothing changes, as raw wire values.
 _FINAL_STATES = frozenset((int(TaskState.SUCCEED), int(TaskState.FAILED)))
@@ -416,16 +436,49 @@ class SessionClient:
         """
         data = _check_bytes(input_data, "input_data")
         if informer is None:
-            created = await self._create(data)
-            final = created if _finished(created) else await self._wait(created.metadata)
-            task = _task_from_pb(final)
+            task = await self._run_lean(data)
             if task.state is TaskState.FAILED:
                 raise _task_failed(task)
             return task
         return await self._run_informed(data, informer)
 
-    async def _wait(self, metadata: pb.Metadata | None) -> pb.Task:
-        """Watch a task to its end and return its final message (the lean path)."""
+    async def _run_lean(self, data: bytes) -> Task:
+        """Create a task and wait for its end: two calls, one conversion, nothing else."""
+        created = await self._create(data)
+        final = created if _finished(created) else await self._wait(created.metadata)
+        return _task_from_pb(final)
+
+    async def _run_noted(self, data: bytes, note: Callable[[Task], Awaitable[None]]) -> Task:
+        """Like :meth:`_run_lean`, handing each new state of the task to ``note``."""
+        created = await self._create(data)
+        task = _task_from_pb(created)
+        await note(task)
+        if task.is_completed():
+            return task
+        last = [task]
+
+        async def seen(message: pb.Task) -> None:
+            # A cluster may send the current state first: each state is told once.
+            status = message.status
+            if status is not None and status.state != last[0].state:
+                last[0] = _task_from_pb(message)
+                await note(last[0])
+
+        final = await self._wait(created.metadata, seen)
+        if last[0].state != (final.status.state if final.status is not None else 0):
+            last[0] = _task_from_pb(final)
+            await note(last[0])
+        return last[0]
+
+    async def _wait(
+        self,
+        metadata: pb.Metadata | None,
+        on_message: Callable[[pb.Task], Awaitable[None]] | None = None,
+    ) -> pb.Task:
+        """Watch a task to its end and return its final message (the lean path).
+
+        ``on_message`` (if any) sees every message of the watch as it comes.
+        """
         task_id = metadata.id if metadata is not None else ""
         connection = self._connection
         request = pb.WatchTaskRequest(task_id=task_id, session_id=self.id)
@@ -433,6 +486,8 @@ class SessionClient:
         async with connection._channel.stream(connection._stub.watch_task, request) as updates:
             async for message in updates:
                 last = message
+                if on_message is not None:
+                    await on_message(message)
                 if _finished(message):
                     break
         if last is None or not _finished(last):
@@ -441,6 +496,107 @@ class SessionClient:
             if not _finished(last):
                 raise _watch_ended(connection, self.id, task_id, last)
         return last
+
+    async def run_tasks(
+        self,
+        inputs: TaskInputs,
+        *,
+        informer: TaskInformer | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        fail_fast: bool = True,
+    ) -> list[Task]:
+        """Run a task for each of ``inputs`` and return them all, finished, in input order.
+
+        ``inputs`` is a list of bytes, or any iterable or async iterable of
+        bytes (a generator, say). It is read lazily: a new input is taken only
+        when one of the ``concurrency`` tasks in flight has finished, so a
+        generator of a million inputs is never held in memory at once (the
+        returned list, of course, holds every task)::
+
+            tasks = await session.run_tasks([b"1", b"2", b"3"], concurrency=2)
+            print([task.output for task in tasks])
+
+        Everything runs in one task group: when this call returns or raises,
+        no watch, call or task of it is left, and cancelling the caller
+        cancels every task in flight.
+
+        With ``fail_fast`` (the default), the first failure (a task that
+        ends ``FAILED``, an input that is not bytes, a refused or lost call)
+        cancels the tasks still in flight, takes no more inputs, and is
+        raised as the FlameError it is. Tasks already created on the cluster
+        are not deleted: they run to their end there.
+
+        With ``fail_fast=False`` every input is run whatever happens to the
+        others; if any failed, :class:`TaskFailures` is raised at the end. It
+        lists each failure with the index of its input, and its ``tasks``
+        attribute is the list this call would have returned, with the
+        ``FAILED`` tasks in their places and ``None`` where no task could be
+        finished.
+
+        With an ``informer``, its ``on_update`` sees every new state of every
+        task (for each task in order: ``PENDING`` first, the final state
+        last; tasks interleave), and its ``on_error`` each failure (with
+        ``fail_fast``, the one raised, once every update before it has been
+        told). All of them pass through one bounded buffer read by one task:
+        informer methods (plain or ``async``) run one at a time, and a slow
+        informer holds the tasks back only once that buffer is full. An
+        exception raised by the informer, or by iterating ``inputs``, cancels
+        everything and propagates as it is.
+
+        Raises FlameError ``INVALID_ARGUMENT`` before any call when
+        ``concurrency`` is below 1, ``inputs`` is not an iterable, or (for a
+        list or tuple) an input is not bytes.
+        """
+        fan_out = _FanOut(self, inputs, informer, concurrency, fail_fast)
+        results: list[Task | None] = []
+
+        async def keep(index: int, task: Task) -> None:
+            while len(results) <= index:
+                results.append(None)
+            results[index] = task
+
+        await fan_out.run(keep)
+        results.extend([None] * (fan_out.taken - len(results)))
+        outcome = fan_out.outcome(results)
+        if outcome is not None:
+            raise outcome
+        return results  # type: ignore[return-value]  # every place holds a Task
+
+    def as_completed(
+        self,
+        inputs: TaskInputs,
+        *,
+        informer: TaskInformer | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        fail_fast: bool = True,
+    ) -> contextlib.AbstractAsyncContextManager[FinishedTasks]:
+        """Run a task for each of ``inputs``; iterate the tasks as they finish.
+
+        The same as :meth:`run_tasks`, but each task is handed over as soon as
+        it has finished, and none is kept afterwards: memory stays bounded by
+        ``concurrency`` however many inputs there are. The tasks run inside
+        the ``async with``, which owns their task group; leaving it (after
+        the loop, or early by ``break``, an exception or a cancellation)
+        cancels whatever is still in flight::
+
+            async with session.as_completed(inputs, concurrency=64) as finished:
+                async for task in finished:
+                    print(task.id, task.output)
+
+        A task that has not been taken from the iterator holds its place: no
+        new input is taken until the body has taken it (so a slow body slows
+        the run rather than filling memory).
+
+        With ``fail_fast`` (the default), the first failure cancels the rest
+        and is raised by the ``async for``. With ``fail_fast=False``,
+        ``FAILED`` tasks are handed over like the others, and once every
+        input has been run the ``async for`` raises :class:`TaskFailures`
+        listing what failed (only failures are kept for that). ``informer``,
+        ``concurrency`` and the checks made before any call are those of
+        :meth:`run_tasks`; the checks happen here, when ``as_completed`` is
+        called.
+        """
+        return _run_as_completed(_FanOut(self, inputs, informer, concurrency, fail_fast))
 
     async def _run_informed(self, data: bytes, informer: TaskInformer) -> Task:
         send, receive = anyio.create_memory_object_stream[Task](_INFORMER_BUFFER)
@@ -518,6 +674,345 @@ class SessionClient:
                 await self.close()
             except FlameError as error:
                 log.warning("session %s was left open: %s", self.id, error)
+
+
+# --------------------------------------------------------------------------
+# Many tasks at once
+
+
+@attrs.frozen
+class TaskFailure:
+    """One input of :meth:`SessionClient.run_tasks` (or ``as_completed``) that failed."""
+
+    index: int
+    """Where the input was among the inputs, counted from 0."""
+    error: FlameError
+    """Why: the task failed (its output is in the message), or a call was refused or lost."""
+    task: Task | None = None
+    """The ``FAILED`` task, or None when no task was created or seen to finish."""
+
+
+class TaskFailures(FlameError):
+    """Some inputs of a ``fail_fast=False`` run failed; the others ran to their end.
+
+    ``failures`` lists each failed input, in the order they failed.
+    ``tasks`` (from :meth:`SessionClient.run_tasks` only; None from
+    ``as_completed``, which keeps no task) holds one place per input: the
+    finished task, ``FAILED`` ones included, or None where no task finished.
+    The ``code`` is the failures' code when they all share one, else
+    ``INTERNAL``.
+    """
+
+    failures: tuple[TaskFailure, ...]
+    tasks: list[Task | None] | None
+    total: int
+
+    def __init__(
+        self,
+        failures: Sequence[TaskFailure],
+        total: int,
+        tasks: list[Task | None] | None = None,
+    ) -> None:
+        codes = {failure.error.code for failure in failures}
+        code = codes.pop() if len(codes) == 1 else FlameErrorCode.INTERNAL
+        first = failures[0] if failures else None
+        said = f"; the first, input {first.index}: {first.error.message}" if first else ""
+        super().__init__(code, f"{len(failures)} of {total} task(s) failed{said}")
+        self.failures = tuple(failures)
+        self.total = total
+        self.tasks = tasks
+
+    def __repr__(self) -> str:
+        return f"TaskFailures({self.code.name}, {self.message!r})"
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.failures, self.total, self.tasks))
+
+
+def _check_inputs(inputs: object) -> Iterator[Any] | AsyncIterator[Any]:
+    if isinstance(inputs, (bytes, bytearray, memoryview, str)):
+        raise _invalid(
+            f"inputs is one {type(inputs).__name__} object; pass a list (or iterable) "
+            "of inputs, such as [data]"
+        )
+    if isinstance(inputs, (list, tuple)):
+        for index, data in enumerate(inputs):
+            _check_bytes(data, f"input {index} of inputs")
+    if isinstance(inputs, AsyncIterable):
+        return inputs.__aiter__()
+    if isinstance(inputs, Iterable):
+        return iter(inputs)
+    raise _invalid(
+        f"inputs must be a list or an (async) iterable of bytes, not {type(inputs).__name__}"
+    )
+
+
+def _check_concurrency(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid(f"concurrency must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise _invalid(f"concurrency is {value}; let at least 1 task run at a time")
+    return value
+
+
+def _check_informer(informer: object) -> TaskInformer | None:
+    if informer is None:
+        return None
+    for method in ("on_update", "on_error"):
+        if not callable(getattr(informer, method, None)):
+            raise _invalid(
+                f"informer {type(informer).__name__} has no {method}(); "
+                "give a TaskInformer (or an object with on_update and on_error)"
+            )
+    return informer  # type: ignore[return-value]
+
+
+class _FanOut:
+    """The engine of run_tasks and as_completed: workers pulling inputs, one informer.
+
+    Up to ``concurrency`` workers each take the next input, run its task, and
+    hand the finished task to ``deliver``; a worker is started only when all
+    the others are busy, so a short input list starts few. Nothing here
+    raises but a cancellation from outside: failures are recorded and
+    :meth:`outcome` says what to raise, so the caller never sees an
+    exception group.
+    """
+
+    def __init__(
+        self,
+        client: SessionClient,
+        inputs: TaskInputs,
+        informer: TaskInformer | None,
+        concurrency: int,
+        fail_fast: bool,
+    ) -> None:
+        self._concurrency = _check_concurrency(concurrency)
+        self._informer = _check_informer(informer)
+        iterator = _check_inputs(inputs)
+        client._connection._check_open()
+        self._client = client
+        self._fail_fast = bool(fail_fast)
+        self._sync: Iterator[Any] | None = None
+        self._async: AsyncIterator[Any] | None = None
+        if isinstance(iterator, AsyncIterator):
+            self._async = iterator
+        else:
+            self._sync = iterator
+        self._lock = anyio.Lock()
+        self._exhausted = False
+        #: How many inputs were taken; the next one's index.
+        self.taken = 0
+        self._workers = 0
+        self._failures: list[TaskFailure] = []
+        #: The first failure with fail_fast, raised after on_error has seen it.
+        self._failure: FlameError | None = None
+        #: An exception of the caller's own code (informer, inputs): raised as it is.
+        self._raised: BaseException | None = None
+        self._notes: Any = None
+        self._scope: anyio.CancelScope | None = None
+        self._group: Any = None
+        self._deliver: Callable[[int, Task], Awaitable[None]] | None = None
+        self._ran = False
+
+    async def run(self, deliver: Callable[[int, Task], Awaitable[None]]) -> None:
+        """Run every input (or up to the first failure with fail_fast). Runs once."""
+        if self._ran:
+            raise FlameError(FlameErrorCode.INVALID_STATE, "these tasks have been run already")
+        self._ran = True
+        self._deliver = deliver
+        informer = self._informer
+        async with anyio.create_task_group() as outer:
+            if informer is not None:
+                send, receive = anyio.create_memory_object_stream[tuple[bool, Any]](
+                    max(_INFORMER_BUFFER, self._concurrency)
+                )
+                self._notes = send
+                outer.start_soon(self._inform, informer, receive)
+            try:
+                async with anyio.create_task_group() as workers:
+                    self._scope, self._group = workers.cancel_scope, workers
+                    self._workers = 1
+                    workers.start_soon(self._work)
+            finally:
+                # The informer drains what is buffered, then ends.
+                if self._notes is not None:
+                    self._notes.close()
+        failure = self._failure
+        if informer is not None and failure is not None and self._raised is None:
+            try:
+                await _inform(informer.on_error, failure)
+            except Exception as exc:
+                self._raised = exc
+
+    def outcome(self, tasks: list[Task | None] | None = None) -> BaseException | None:
+        """What the run ends with: the exception to raise, or None if all went well."""
+        if self._raised is not None:
+            return self._raised
+        if self._failure is not None:
+            return self._failure
+        if self._failures:
+            return TaskFailures(self._failures, self.taken, tasks)
+        return None
+
+    def _stop(self, error: BaseException, *, raised: bool = False) -> None:
+        if self._raised is None and self._failure is None:
+            if raised or not isinstance(error, FlameError):
+                self._raised = error
+            else:
+                self._failure = error
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def _take(self) -> tuple[int, Any] | None:
+        if self._exhausted or self._failure is not None or self._raised is not None:
+            # Nothing more is read once the run is over.
+            return None
+        try:
+            if self._sync is not None:
+                data = next(self._sync)
+            else:
+                assert self._async is not None
+                # Two workers must not advance one async generator at once.
+                async with self._lock:
+                    if self._exhausted:
+                        return None
+                    data = await self._async.__anext__()
+        except (StopIteration, StopAsyncIteration):
+            self._exhausted = True
+            return None
+        except Exception as exc:
+            # The caller's iterable failed: its own error, as it is.
+            self._exhausted = True
+            self._stop(exc, raised=True)
+            return None
+        index = self.taken
+        self.taken += 1
+        return index, data
+
+    async def _work(self) -> None:
+        client = self._client
+        notes = self._notes
+        deliver = self._deliver
+        assert deliver is not None
+        while True:
+            taken = await self._take()
+            if taken is None:
+                return
+            if self._workers < self._concurrency:
+                # Every worker is busy: one more may take the next input.
+                self._workers += 1
+                self._group.start_soon(self._work)
+            index, data = taken
+            try:
+                data = _check_bytes(data, f"input {index} of inputs")
+                if notes is None:
+                    task = await client._run_lean(data)
+                else:
+                    task = await client._run_noted(data, self._note)
+            except FlameError as error:
+                await self._failed(index, error, None)
+                continue
+            if task.state is TaskState.FAILED:
+                await self._failed(index, _task_failed(task), task)
+            else:
+                await deliver(index, task)
+
+    async def _failed(self, index: int, error: FlameError, task: Task | None) -> None:
+        if self._fail_fast:
+            self._stop(error)
+            return
+        self._failures.append(TaskFailure(index, error, task))
+        if self._notes is not None:
+            await self._send_note((True, error))
+        if task is not None:
+            assert self._deliver is not None
+            await self._deliver(index, task)
+
+    async def _note(self, task: Task) -> None:
+        await self._send_note((False, task))
+
+    async def _send_note(self, note: tuple[bool, Any]) -> None:
+        try:
+            await self._notes.send(note)
+        except anyio.BrokenResourceError:
+            # The informer failed and stopped reading: the run is being cancelled.
+            await anyio.lowlevel.checkpoint()
+
+    async def _inform(self, informer: TaskInformer, receive: Any) -> None:
+        with receive:
+            async for is_error, value in receive:
+                try:
+                    await _inform(informer.on_error if is_error else informer.on_update, value)
+                except Exception as exc:
+                    self._stop(exc, raised=True)
+                    return
+
+
+class FinishedTasks:
+    """The tasks of :meth:`SessionClient.as_completed`, in the order they finish.
+
+    An async iterator, used once, inside the ``async with`` that gave it.
+    When every input has been run it ends, or raises the run's failure (see
+    :meth:`SessionClient.as_completed`).
+    """
+
+    def __init__(self, receive: Any, fan_out: _FanOut) -> None:
+        self._receive = receive
+        self._fan_out = fan_out
+        self._ended = False
+
+    @property
+    def taken(self) -> int:
+        """How many inputs have been taken so far (each one is, or was, a task)."""
+        return self._fan_out.taken
+
+    def __aiter__(self) -> FinishedTasks:
+        return self
+
+    async def __anext__(self) -> Task:
+        if self._ended:
+            raise StopAsyncIteration
+        try:
+            task: Task = await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._ended = True
+            outcome = self._fan_out.outcome()
+            if outcome is not None:
+                raise outcome from None
+            raise StopAsyncIteration from None
+        return task
+
+
+@contextlib.asynccontextmanager
+async def _run_as_completed(fan_out: _FanOut) -> AsyncIterator[FinishedTasks]:
+    # Unbuffered: a finished task waits in its worker until it is taken, so
+    # no new input is taken while the body is busy.
+    send, receive = anyio.create_memory_object_stream[Task](0)
+
+    async def hand_over(index: int, task: Task) -> None:
+        try:
+            await send.send(task)
+        except anyio.BrokenResourceError:
+            # The body has left: the run is being cancelled.
+            await anyio.lowlevel.checkpoint()
+
+    async def run() -> None:
+        with send:
+            await fan_out.run(hand_over)
+
+    body_error: Exception | None = None
+    async with anyio.create_task_group() as group:
+        group.start_soon(run)
+        try:
+            yield FinishedTasks(receive, fan_out)
+        except Exception as exc:
+            # Raised after the group, so that it is not wrapped in a group.
+            body_error = exc
+        finally:
+            group.cancel_scope.cancel()
+            receive.close()
+    if body_error is not None:
+        raise body_error
 
 
 def _watch_ended(
