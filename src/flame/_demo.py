@@ -155,32 +155,30 @@ async def _run_tasks(
     session: Session, args: argparse.Namespace, executors: int | None
 ) -> tuple[int, int]:
     """Run every task, a bounded number at a time; the summed (inside, samples)."""
+    inputs = (
+        _demo_service.encode_task(args.seed + index, args.samples) for index in range(args.tasks)
+    )
     # Enough tasks in flight to keep every executor busy while the client
     # handles the answers of others; not so many that the watches pile up.
-    in_flight = anyio.Semaphore(max(32, 4 * (executors or 8)))
-    totals = [0, 0]
+    concurrency = max(32, 4 * (executors or 8))
+    inside = samples = 0
     progress = _Progress(args.tasks, sys.stderr)
-
-    async def one(index: int) -> None:
-        async with in_flight:
-            task = await session.run_task(
-                _demo_service.encode_task(args.seed + index, args.samples)
-            )
-        inside, samples = _demo_service.decode_result(task.output)
-        if samples != args.samples:
-            raise FlameError(
-                FlameErrorCode.INTERNAL,
-                f"task {task.id} sampled {samples} points, not the {args.samples} asked for",
-            )
-        totals[0] += inside
-        totals[1] += samples
-        progress.advance()
-
-    async with anyio.create_task_group() as tg:
-        for index in range(args.tasks):
-            tg.start_soon(one, index)
-    progress.close()
-    return totals[0], totals[1]
+    try:
+        async with session.as_completed(inputs, concurrency=concurrency) as finished:
+            async for task in finished:
+                task_inside, task_samples = _demo_service.decode_result(task.output)
+                if task_samples != args.samples:
+                    raise FlameError(
+                        FlameErrorCode.INTERNAL,
+                        f"task {task.id} sampled {task_samples} points, "
+                        f"not the {args.samples} asked for",
+                    )
+                inside += task_inside
+                samples += task_samples
+                progress.advance()
+    finally:
+        progress.close()
+    return inside, samples
 
 
 class _Progress:
