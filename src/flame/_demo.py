@@ -10,6 +10,7 @@ second and the wall time.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import sys
@@ -83,18 +84,19 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    try:
-        anyio.run(_demo, args, backend=args.backend)
-    except FlameError as exc:
-        print(f"\nflame demo: {exc}", file=sys.stderr)
-        return 1
-    except ModuleNotFoundError as exc:
-        if exc.name != "trio":
-            raise
+    if args.backend == "trio" and importlib.util.find_spec("trio") is None:
         print(
             "flame demo: --backend trio needs trio: pip install 'flame-sdk[trio]'", file=sys.stderr
         )
         return 2
+    try:
+        anyio.run(_demo, args, backend=args.backend)
+    except FlameError as exc:
+        print(f"flame demo: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("flame demo: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
