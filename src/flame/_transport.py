@@ -42,7 +42,7 @@ import grpclib.exceptions
 import grpclib.protocol
 import grpclib.server
 import sniffio
-from grpclib.const import Status
+from grpclib.const import Cardinality, Status
 
 from ._errors import FlameError, FlameErrorCode, code_for_status, is_v04_refusal
 
@@ -667,7 +667,71 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
-class _LossAwareProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc,unused-ignore]
+class _BatchedWrites:
+    """A transport that sends what grpclib writes in one turn of the event loop at once.
+
+    grpclib writes each HTTP/2 frame group as soon as it has it: the headers
+    of a call, then its message, then (on a server) the trailers, each a
+    system call of its own. With many calls in flight, that is several sends
+    per call where one per loop turn would do. Here writes are gathered and
+    sent by a callback scheduled with ``call_soon``, which runs right after
+    the callbacks of the current turn: the same bytes in the same order,
+    sent before the loop waits for anything again.
+    """
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        pending = self._pending
+        if pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self._flush)
+        else:
+            pending.append(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending = None
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _BatchingProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc,unused-ignore]
+    """grpclib's connection, writing through :class:`_BatchedWrites`."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(cast(Any, _BatchedWrites(cast(asyncio.Transport, transport))))
+
+
+class _BatchingServer(grpclib.server.Server):  # type: ignore[misc,unused-ignore]
+    """grpclib's server, its connections writing through :class:`_BatchedWrites`."""
+
+    def _protocol_factory(self) -> grpclib.protocol.H2Protocol:
+        protocol = super()._protocol_factory()
+        # grpclib builds the protocol with its handler; only the class changes
+        # (a subclass that adds no state), so that its writes are batched.
+        protocol.__class__ = _BatchingProtocol
+        return protocol
+
+
+class _LossAwareProtocol(_BatchingProtocol):
     """grpclib's connection, telling when its socket is really gone."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -833,6 +897,69 @@ class Channel:
         async with self.loop.iterate(translated) as items:
             yield items
 
+    async def call(
+        self,
+        path: str,
+        request: bytes,
+        decode: Callable[[bytes], Resp],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a gRPC deadline, sent to the server
+    ) -> Resp:
+        """Call the unary method at ``path`` with an encoded request; ``decode`` reads the reply.
+
+        The lean way for the calls made once per task: no generated stub and
+        no generic codec in between (see :mod:`flame._wire`). Errors are
+        those of :meth:`unary`.
+        """
+        call = _path_call_name(path)
+        self._check_open(call)
+        try:
+            return await self.loop.run(
+                _call_encoded, self.grpc, path, _Encoded(request), _reply_type(decode), timeout
+            )
+        except Exception as exc:
+            raise _grpc_failure(exc, call, self.endpoint, timeout) from None
+
+    @contextlib.asynccontextmanager
+    async def open_stream(
+        self,
+        path: str,
+        request: bytes,
+        decode: Callable[[bytes], Resp],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a gRPC deadline, sent to the server
+    ) -> AsyncIterator[AsyncIterator[Resp]]:
+        """Open the server stream at ``path`` with an encoded request; closed on exit.
+
+        The lean counterpart of :meth:`stream`, as :meth:`call` is of :meth:`unary`.
+        """
+        call = _path_call_name(path)
+        self._check_open(call)
+        grpc = self.grpc
+        reply_type = _reply_type(decode)
+
+        async def translated() -> AsyncIterator[Resp]:
+            task = asyncio.current_task()
+            cancelling = _cancelling(task)
+            try:
+                opened: Any = grpc.request(
+                    path, Cardinality.UNARY_STREAM, _Encoded, reply_type, timeout=timeout
+                )
+                async with opened as stream:
+                    await stream.send_message(_Encoded(request), end=True)
+                    # Leaving early resets the call (grpclib's exit), unless
+                    # the server has ended it already.
+                    async for item in stream:
+                        yield item
+            except (asyncio.TimeoutError, TimeoutError) as exc:
+                _uncancel_deadline(task, cancelling)
+                raise _grpc_failure(exc, call, self.endpoint, timeout) from None
+            except Exception as exc:
+                raise _grpc_failure(exc, call, self.endpoint, timeout) from None
+
+        async with self.loop.iterate(translated) as items:
+            yield items
+
     async def aclose(self) -> None:
         """Close the connection and stop the grpc loop; idempotent.
 
@@ -866,6 +993,58 @@ async def _call_unary(
     except (asyncio.TimeoutError, TimeoutError):
         _uncancel_deadline(task, cancelling)
         raise
+
+
+class _Encoded:
+    """A request already encoded: grpclib's codec sends its bytes as they are."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def SerializeToString(self) -> bytes:
+        return self.data
+
+
+_reply_types: dict[Callable[[bytes], Any], type] = {}
+
+
+def _reply_type(decode: Callable[[bytes], Any]) -> type:
+    """A class grpclib's codec reads replies with: its ``FromString`` is ``decode``."""
+    reply_type = _reply_types.get(decode)
+    if reply_type is None:
+        reply_type = type("_Reply", (), {"FromString": staticmethod(decode)})
+        _reply_types[decode] = reply_type
+    return reply_type
+
+
+async def _call_encoded(
+    grpc: grpclib.client.Channel,
+    path: str,
+    request: _Encoded,
+    reply_type: type,
+    timeout: float | None,  # noqa: ASYNC109 - a gRPC deadline, sent to the server
+) -> Any:
+    task = asyncio.current_task()
+    cancelling = _cancelling(task)
+    try:
+        opened: Any = grpc.request(
+            path, Cardinality.UNARY_UNARY, _Encoded, reply_type, timeout=timeout
+        )
+        async with opened as stream:
+            await stream.send_message(request, end=True)
+            reply = await stream.recv_message()
+    except (asyncio.TimeoutError, TimeoutError):
+        _uncancel_deadline(task, cancelling)
+        raise
+    if reply is None:
+        raise grpclib.exceptions.ProtocolError("the server answered without a message")
+    return reply
+
+
+def _path_call_name(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
 
 
 def _open_stub_stream(
@@ -953,7 +1132,7 @@ async def serve(
         context.set_alpn_protocols(["h2"])
 
     async def run_server(*, task_status: anyio.abc.TaskStatus[Server[Any]]) -> None:
-        server = grpclib.server.Server(list(handlers))
+        server = _BatchingServer(list(handlers))
         try:
             await server.start(host, port, reuse_address=True, ssl=context)
         except OSError as exc:
