@@ -53,9 +53,10 @@ from ._types import (
     _invalid,
     _optional_time,
     _session_spec_to_pb,
-    _task_from_pb,
+    _task_from_fields,
     _time,
 )
+from ._wire import TaskFields, decode_task, encode_create_task, encode_task_request
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
@@ -96,9 +97,15 @@ _C = TypeVar("_C", bound="Connection")
 _S = TypeVar("_S", bound="SessionClient")
 
 
-def _finished(message: pb.Task) -> bool:
-    status = message.status
-    return status is not None and status.state in _FINAL_STATES
+# The calls made once or more per task go through the lean path of the
+# transport, with the hand-written codec of flame._wire.
+_CREATE_TASK = "/flame.Frontend/CreateTask"
+_GET_TASK = "/flame.Frontend/GetTask"
+_WATCH_TASK = "/flame.Frontend/WatchTask"
+
+
+def _finished(message: TaskFields) -> bool:
+    return message.has_status and message.state in _FINAL_STATES
 
 
 def _task_failed(task: Task) -> FlameError:
@@ -381,17 +388,27 @@ class SessionClient:
     def __repr__(self) -> str:
         return f"<SessionClient of session {self.id} on {self._connection.endpoint}>"
 
-    async def _create(self, data: bytes) -> pb.Task:
+    async def _create(self, data: bytes) -> TaskFields:
         connection = self._connection
-        request = pb.CreateTaskRequest(task=pb.TaskSpec(session_id=self.id, input=data))
-        message: pb.Task = await connection._call(connection._stub.create_task, request)
-        return message
+        if connection._closed:
+            connection._check_open()
+        return await connection._channel.call(
+            _CREATE_TASK,
+            encode_create_task(self.id, data),
+            decode_task,
+            timeout=connection._timeout,
+        )
 
-    async def _get(self, task_id: str) -> pb.Task:
+    async def _get(self, task_id: str) -> TaskFields:
         connection = self._connection
-        request = pb.GetTaskRequest(task_id=task_id, session_id=self.id)
-        message: pb.Task = await connection._call(connection._stub.get_task, request)
-        return message
+        if connection._closed:
+            connection._check_open()
+        return await connection._channel.call(
+            _GET_TASK,
+            encode_task_request(task_id, self.id),
+            decode_task,
+            timeout=connection._timeout,
+        )
 
     async def create_task(self, input_data: TaskInput) -> Task:
         """Add a task with ``input_data`` (bytes) to the session; it starts ``PENDING``.
@@ -399,11 +416,11 @@ class SessionClient:
         Raises FlameError ``INVALID_ARGUMENT`` (before any call) when the
         input is not bytes, and ``INVALID_STATE`` when the session is closed.
         """
-        return _task_from_pb(await self._create(_check_bytes(input_data, "input_data")))
+        return _task_from_fields(await self._create(_check_bytes(input_data, "input_data")))
 
     async def get_task(self, task_id: TaskID) -> Task:
         """The task ``task_id`` as it is now; FlameError ``NOT_FOUND`` if none."""
-        return _task_from_pb(await self._get(_check_id(task_id, "task_id")))
+        return _task_from_fields(await self._get(_check_id(task_id, "task_id")))
 
     def watch_task(self, task_id: TaskID) -> TaskWatcher:
         """Follow the task ``task_id``: an async iterator of its new states.
@@ -445,45 +462,45 @@ class SessionClient:
     async def _run_lean(self, data: bytes) -> Task:
         """Create a task and wait for its end: two calls, one conversion, nothing else."""
         created = await self._create(data)
-        final = created if _finished(created) else await self._wait(created.metadata)
-        return _task_from_pb(final)
+        final = created if _finished(created) else await self._wait(created.id)
+        return _task_from_fields(final)
 
     async def _run_noted(self, data: bytes, note: Callable[[Task], Awaitable[None]]) -> Task:
         """Like :meth:`_run_lean`, handing each new state of the task to ``note``."""
         created = await self._create(data)
-        task = _task_from_pb(created)
+        task = _task_from_fields(created)
         await note(task)
         if task.is_completed():
             return task
         last = [task]
 
-        async def seen(message: pb.Task) -> None:
+        async def seen(message: TaskFields) -> None:
             # A cluster may send the current state first: each state is told once.
-            status = message.status
-            if status is not None and status.state != last[0].state:
-                last[0] = _task_from_pb(message)
+            if message.has_status and message.state != last[0].state:
+                last[0] = _task_from_fields(message)
                 await note(last[0])
 
-        final = await self._wait(created.metadata, seen)
-        if last[0].state != (final.status.state if final.status is not None else 0):
-            last[0] = _task_from_pb(final)
+        final = await self._wait(created.id, seen)
+        if last[0].state != final.state:
+            last[0] = _task_from_fields(final)
             await note(last[0])
         return last[0]
 
     async def _wait(
         self,
-        metadata: pb.Metadata | None,
-        on_message: Callable[[pb.Task], Awaitable[None]] | None = None,
-    ) -> pb.Task:
+        task_id: str,
+        on_message: Callable[[TaskFields], Awaitable[None]] | None = None,
+    ) -> TaskFields:
         """Watch a task to its end and return its final message (the lean path).
 
         ``on_message`` (if any) sees every message of the watch as it comes.
         """
-        task_id = metadata.id if metadata is not None else ""
         connection = self._connection
-        request = pb.WatchTaskRequest(task_id=task_id, session_id=self.id)
-        last: pb.Task | None = None
-        async with connection._channel.stream(connection._stub.watch_task, request) as updates:
+        if connection._closed:
+            connection._check_open()
+        request = encode_task_request(task_id, self.id)
+        last: TaskFields | None = None
+        async with connection._channel.open_stream(_WATCH_TASK, request, decode_task) as updates:
             async for message in updates:
                 last = message
                 if on_message is not None:
@@ -606,7 +623,7 @@ class SessionClient:
         async def produce() -> None:
             with send:
                 try:
-                    created = _task_from_pb(await self._create(data))
+                    created = _task_from_fields(await self._create(data))
                     await send.send(created)
                     if not created.is_completed():
                         async with TaskWatcher(self, created.id) as updates:
@@ -1016,13 +1033,13 @@ async def _run_as_completed(fan_out: _FanOut) -> AsyncIterator[FinishedTasks]:
 
 
 def _watch_ended(
-    connection: Connection, session_id: str, task_id: str, task: pb.Task
+    connection: Connection, session_id: str, task_id: str, task: TaskFields
 ) -> FlameError:
-    state = task.status.state.name if task.status is not None else "PENDING"
+    state = TaskState(task.state).name if 0 <= task.state < len(TaskState) else task.state
     return FlameError(
         FlameErrorCode.UNAVAILABLE,
         f"the watch of task {task_id} of session {session_id} on {connection.endpoint} "
-        f"ended while the task was still {str(state).upper()}; watch it again",
+        f"ended while the task was still {state}; watch it again",
     )
 
 
@@ -1100,7 +1117,7 @@ class TaskWatcher:
         self._client = client
         self._task_id = task_id
         self._stack: contextlib.AsyncExitStack | None = None
-        self._updates: AsyncIterator[pb.Task] | None = None
+        self._updates: AsyncIterator[TaskFields] | None = None
         self._backend = ""
         self._done = False
 
@@ -1129,21 +1146,21 @@ class TaskWatcher:
         if _finished(message):
             self._done = True
             await self._close_stream()
-        return _task_from_pb(message)
+        return _task_from_fields(message)
 
-    async def _open(self) -> AsyncIterator[pb.Task]:
+    async def _open(self) -> AsyncIterator[TaskFields]:
         connection = self._client._connection
         connection._check_open()
-        request = pb.WatchTaskRequest(task_id=self._task_id, session_id=self._client.id)
+        request = encode_task_request(self._task_id, self._client.id)
         stack = contextlib.AsyncExitStack()
         channel = connection._channel
         updates = await stack.enter_async_context(
-            channel.stream(connection._stub.watch_task, request)
+            channel.open_stream(_WATCH_TASK, request, decode_task)
         )
         self._stack, self._updates, self._backend = stack, updates, channel.loop.backend
         return updates
 
-    async def _after_end(self) -> pb.Task:
+    async def _after_end(self) -> TaskFields:
         # The stream ended before a final state: the task tells where it is.
         self._done = True
         await self._close_stream()

@@ -11,12 +11,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._errors import FlameError, FlameErrorCode
 from ._proto import flame as pb
+
+if TYPE_CHECKING:
+    from ._wire import TaskFields
 
 __all__ = [
     "DEFAULT_CONTEXT_NAME",
@@ -380,13 +383,12 @@ def _optional_time(seconds: int | None) -> datetime | None:
 
 
 def _enum(table: tuple[Any, ...], value: int, what: str) -> Any:
-    try:
+    if 0 <= value < len(table):
         return table[value]
-    except IndexError:
-        raise FlameError(
-            FlameErrorCode.INTERNAL,
-            f"the cluster sent {what} {value}, which this SDK does not know; upgrade flame-sdk",
-        ) from None
+    raise FlameError(
+        FlameErrorCode.INTERNAL,
+        f"the cluster sent {what} {value}, which this SDK does not know; upgrade flame-sdk",
+    )
 
 
 def _task_from_pb(message: pb.Task) -> Task:
@@ -403,6 +405,23 @@ def _task_from_pb(message: pb.Task) -> Task:
         input=spec.input if spec is not None else None,
         output=spec.output if spec is not None else None,
         completion_time=_optional_time(status.completion_time) if status is not None else None,
+    )
+
+
+def _task_from_fields(fields: TaskFields) -> Task:
+    """The public Task for a message read by :func:`flame._wire.decode_task`."""
+    has_status = fields.has_status
+    completion = fields.completion_time
+    return Task(
+        id=fields.id,
+        session_id=fields.session_id,
+        state=_enum(_TASK_STATES, fields.state, "task state") if has_status else _TASK_STATES[0],
+        creation_time=_time(fields.creation_time if has_status else None),
+        input=fields.input,
+        output=fields.output,
+        completion_time=None
+        if completion is None or not has_status
+        else _optional_time(completion),
     )
 
 

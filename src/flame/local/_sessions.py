@@ -34,8 +34,8 @@ import anyio
 
 from .._errors import FlameError, FlameErrorCode
 from .._proto import flame as pb
+from .._wire import WireTask
 from ._storage import Storage
-from ._wire import WireTask
 from .shims import supported
 
 __all__ = ["SessionManager", "SessionRuntime", "WorkListener"]
@@ -433,7 +433,7 @@ class SessionManager:
                 watch.event.set()
 
     async def watch_task(self, task_text: str, session_text: str) -> AsyncIterator[pb.Task]:
-        """The task now, then once per change of state, up to Succeed or Failed."""
+        """The task (unless pending), then once per change of state, up to Succeed or Failed."""
         rt, task_id, task = self._task(task_text, session_text)
         status = task.status
         assert status is not None
@@ -444,18 +444,27 @@ class SessionManager:
         watch = _Watch()
         self._watches.setdefault(key, []).append(watch)
         try:
-            yield _snapshot(task, status.state)
+            if status.state != pb.TaskState.Pending:
+                # A running task's watch starts with where it is. A pending
+                # one's starts with its next state, as on a v0.4 cluster: the
+                # watcher knows it is pending (CreateTask said so), and that
+                # is a message fewer per task.
+                yield _snapshot(task, status.state)
             while True:
                 await watch.event.wait()
                 watch.event = anyio.Event()
                 states, watch.states = watch.states, []
-                for state in states:
-                    if state is None:
-                        raise _not_found(f"task {task_id} of session {rt.id} was deleted")
-                    if state in _FINAL:
-                        yield task
-                        return
-                    yield _snapshot(task, state)
+                # Only the newest state is sent: one superseded before the
+                # watch woke (Running, for a task that finished at once) is
+                # skipped, as a v0.4 cluster may. A message fewer per task.
+                if any(state in _FINAL for state in states):
+                    yield task
+                    return
+                if None in states:
+                    raise _not_found(f"task {task_id} of session {rt.id} was deleted")
+                state = states[-1]
+                assert state is not None
+                yield _snapshot(task, state)
         finally:
             watches = self._watches.get(key)
             if watches is not None:
