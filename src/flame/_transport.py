@@ -38,6 +38,7 @@ from typing import Any, Generic, TypeVar, cast
 import anyio
 import attrs
 import grpclib.client
+import grpclib.const
 import grpclib.exceptions
 import grpclib.protocol
 import grpclib.server
@@ -1152,6 +1153,44 @@ async def serve(
 
     async with loop.background(run_server) as server:
         yield server
+
+
+def unary_handler(
+    fn: Callable[[Any], Awaitable[Any]], decode: Callable[[bytes], Any], reply_type: type
+) -> Any:
+    """A server handler for a unary method: ``decode`` reads the request, ``fn`` answers.
+
+    For a service's ``__mapping__``, in place of the generated handler of a
+    method called once per task: the request is read by ``decode`` (see
+    :mod:`flame._wire`) rather than by the generic codec, and the reply (an
+    instance of ``reply_type``) is sent as its ``SerializeToString`` gives it.
+    Refusals are raised as with the generated handlers (:func:`refuse`).
+    """
+
+    async def handle(stream: Any) -> None:
+        request = await stream.recv_message()
+        await stream.send_message(await fn(request))
+
+    return grpclib.const.Handler(handle, Cardinality.UNARY_UNARY, _reply_type(decode), reply_type)
+
+
+def server_stream_handler(
+    fn: Callable[[Any], AsyncIterator[Any]], decode: Callable[[bytes], Any], reply_type: type
+) -> Any:
+    """A server handler for a server-streaming method, as :func:`unary_handler` is for unary."""
+
+    async def handle(stream: Any) -> None:
+        request = await stream.recv_message()
+        replies = fn(request)
+        try:
+            async for reply in replies:
+                await stream.send_message(reply)
+        finally:
+            aclose = getattr(replies, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    return grpclib.const.Handler(handle, Cardinality.UNARY_STREAM, _reply_type(decode), reply_type)
 
 
 def pid() -> int:

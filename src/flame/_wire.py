@@ -10,7 +10,9 @@ that path are written out by hand, for their handful of fields:
 * :func:`decode_task`, which the client reads a ``Task`` with, into the flat
   :class:`TaskFields`;
 * :func:`encode_create_task` and :func:`encode_task_request`, the client's
-  requests (CreateTask; GetTask and WatchTask share their fields).
+  requests (CreateTask; GetTask and WatchTask share their fields), and
+  :func:`decode_create_task`, :func:`decode_get_task` and
+  :func:`decode_watch_task`, with which the cluster reads them.
 
 The tests check each against the generated code: the same bytes out, the
 same fields in, for any message.
@@ -35,7 +37,10 @@ from ._proto.flame import Metadata, TaskSpec, TaskStatus  # noqa: F401
 __all__ = [
     "TaskFields",
     "WireTask",
+    "decode_create_task",
+    "decode_get_task",
     "decode_task",
+    "decode_watch_task",
     "encode_create_task",
     "encode_task",
     "encode_task_request",
@@ -340,3 +345,53 @@ def decode_task(data: bytes) -> TaskFields:
         start, pos = _length(data, pos, end)
         read(task, data, start, pos)
     return task
+
+
+# --------------------------------------------------------------------------
+# Reading the client's requests (the cluster's side)
+
+
+def _delimited_fields(data: bytes) -> dict[int, list[bytes]]:
+    """Every length-delimited field of a request, by number; others are skipped."""
+    found: dict[int, list[bytes]] = {}
+    pos, end = 0, len(data)
+    while pos < end:
+        key, pos = _read_varint(data, pos, end)
+        number, wire = key >> 3, key & 7
+        if wire != _LEN:
+            pos = _skip(data, pos, end, wire)
+            continue
+        start, pos = _length(data, pos, end)
+        found.setdefault(number, []).append(data[start:pos])
+    return found
+
+
+def _text(found: dict[int, list[bytes]], number: int) -> str:
+    values = found.get(number)
+    return "" if values is None else values[-1].decode()  # the last one counts
+
+
+def decode_create_task(data: bytes) -> pb.CreateTaskRequest:
+    """Read a ``CreateTaskRequest``; ValueError if ``data`` is not one."""
+    parts = _delimited_fields(data).get(1)
+    if parts is None:
+        return pb.CreateTaskRequest()
+    # A message field seen more than once is merged: read its parts in turn.
+    task = TaskFields()
+    for part in parts:
+        _read_spec(task, part, 0, len(part))
+    return pb.CreateTaskRequest(
+        task=pb.TaskSpec(session_id=task.session_id, input=task.input, output=task.output)
+    )
+
+
+def decode_get_task(data: bytes) -> pb.GetTaskRequest:
+    """Read a ``GetTaskRequest``; ValueError if ``data`` is not one."""
+    found = _delimited_fields(data)
+    return pb.GetTaskRequest(task_id=_text(found, 1), session_id=_text(found, 2))
+
+
+def decode_watch_task(data: bytes) -> pb.WatchTaskRequest:
+    """Read a ``WatchTaskRequest``; ValueError if ``data`` is not one."""
+    found = _delimited_fields(data)
+    return pb.WatchTaskRequest(task_id=_text(found, 1), session_id=_text(found, 2))

@@ -8,6 +8,8 @@ to it; the client's requests are byte for byte the generated ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,7 +17,10 @@ from hypothesis import strategies as st
 from flame._proto import flame as pb
 from flame._wire import (
     WireTask,
+    decode_create_task,
+    decode_get_task,
     decode_task,
+    decode_watch_task,
     encode_create_task,
     encode_task,
     encode_task_request,
@@ -131,3 +136,39 @@ def test_encode_task_request_matches_get_and_watch(task_id: str, session_id: str
     encoded = encode_task_request(task_id, session_id)
     assert encoded == bytes(pb.GetTaskRequest(task_id=task_id, session_id=session_id))
     assert encoded == bytes(pb.WatchTaskRequest(task_id=task_id, session_id=session_id))
+
+
+SPECS = st.one_of(st.none(), st.builds(pb.TaskSpec, session_id=TEXT, input=BLOBS, output=BLOBS))
+
+
+@settings(max_examples=200)
+@given(spec=SPECS)
+def test_decode_create_task_reads_what_the_generated_decoder_reads(
+    spec: pb.TaskSpec | None,
+) -> None:
+    data = bytes(pb.CreateTaskRequest(task=spec))
+    assert decode_create_task(data) == pb.CreateTaskRequest.parse(data)
+    assert decode_create_task(_unknown_fields() + data) == pb.CreateTaskRequest.parse(data)
+
+
+@settings(max_examples=200)
+@given(task_id=TEXT, session_id=TEXT)
+def test_decode_get_and_watch_task_read_what_the_generated_decoder_reads(
+    task_id: str, session_id: str
+) -> None:
+    data = encode_task_request(task_id, session_id)
+    assert decode_get_task(data) == pb.GetTaskRequest.parse(data)
+    assert decode_watch_task(data + _unknown_fields()) == pb.WatchTaskRequest.parse(data)
+
+
+def test_decode_create_task_merges_a_repeated_spec() -> None:
+    first = bytes(pb.CreateTaskRequest(task=pb.TaskSpec(session_id="2")))
+    second = bytes(pb.CreateTaskRequest(task=pb.TaskSpec(input=b"x")))
+    request = decode_create_task(first + second)
+    assert request.task == pb.TaskSpec(session_id="2", input=b"x")
+
+
+@pytest.mark.parametrize("decode", [decode_create_task, decode_get_task, decode_watch_task])
+def test_request_decoders_refuse_truncated_data(decode: Callable[[bytes], object]) -> None:
+    with pytest.raises(ValueError):
+        decode(b"\x0a\x05ab")

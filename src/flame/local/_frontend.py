@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from .._errors import FlameError, FlameErrorCode
 from .._proto import flame as pb
-from .._transport import refuse
+from .._transport import refuse, server_stream_handler, unary_handler
+from .._wire import decode_create_task, decode_get_task, decode_watch_task
 from ._sessions import SessionManager
 
 __all__ = ["Frontend"]
@@ -53,6 +55,19 @@ class Frontend(pb.FrontendBase):  # type: ignore[misc]
 
     def __init__(self, manager: SessionManager) -> None:
         self.manager = manager
+
+    def __mapping__(self) -> dict[str, Any]:
+        mapping: dict[str, Any] = super().__mapping__()
+        # The calls made once or more per task read their requests with the
+        # hand-written codec (the replies, WireTasks, encode themselves so).
+        mapping["/flame.Frontend/CreateTask"] = unary_handler(
+            self.create_task, decode_create_task, pb.Task
+        )
+        mapping["/flame.Frontend/GetTask"] = unary_handler(self.get_task, decode_get_task, pb.Task)
+        mapping["/flame.Frontend/WatchTask"] = server_stream_handler(
+            self.watch_task, decode_watch_task, pb.Task
+        )
+        return mapping
 
     async def register_application(self, message: pb.RegisterApplicationRequest) -> pb.Result:
         return _result(self.manager.register_application(message.name, message.application))
