@@ -1,0 +1,275 @@
+"""Throughput of the SDK against the reference client, on one embedded cluster.
+
+Starts ``flame local`` in a separate process, then runs the same work against
+it from one client process after another:
+
+* ``flame`` ``session.run_tasks`` under asyncio, under asyncio with uvloop,
+  and under trio;
+* the reference client ``flamepy`` 0.3.0 (grpcio), doing create then watch per
+  task, with the same number in flight.
+
+For each it prints tasks/s, the client's CPU seconds per 1,000 tasks, the
+cluster's CPU seconds per 1,000 tasks, and the ratios to the reference. Then
+it runs 100,000 tasks with ``concurrency=256`` and compares the client's peak
+memory with that of a run ten times smaller: it must not grow with the
+number of tasks.
+
+    pip install -e '.[bench]'
+    python benchmarks/throughput.py                 # the whole table
+    python benchmarks/throughput.py --tasks 2000 --skip-memory   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+
+APP = "bench-log"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------
+# Client side: one run in this process, a JSON line on stdout.
+
+
+def _report(tasks: int, seconds: float, cpu: float) -> None:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(
+        json.dumps(
+            {
+                "tasks": tasks,
+                "seconds": seconds,
+                # CPU of the whole process (every thread) during the run only.
+                "cpu": cpu,
+                # ru_maxrss is KiB on Linux.
+                "peak_mib": usage.ru_maxrss / 1024,
+            }
+        ),
+        flush=True,
+    )
+
+
+def run_flame(endpoint: str, tasks: int, concurrency: int, backend: str) -> None:
+    import anyio
+
+    import flame
+
+    async def main() -> None:
+        async with await flame.Connection.connect(endpoint) as conn:
+            session = await conn.create_session(flame.SessionAttributes(application=APP, slots=1))
+            async with session:
+                started = time.perf_counter()
+                cpu = time.process_time()
+                count = 0
+                # The iterator form: nothing is kept per finished task.
+                inputs = (b"" for _ in range(tasks))
+                async with session.as_completed(inputs, concurrency=concurrency) as finished:
+                    async for task in finished:
+                        assert task.state == flame.TaskState.SUCCEED
+                        count += 1
+                elapsed = time.perf_counter() - started
+                cpu = time.process_time() - cpu
+            _report(count, elapsed, cpu)
+
+    if backend == "uvloop":
+        anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
+    else:
+        anyio.run(main, backend=backend)
+
+
+def run_flamepy(endpoint: str, tasks: int, concurrency: int) -> None:
+    import asyncio
+
+    import flamepy
+
+    async def main() -> None:
+        conn = await flamepy.Connection.connect(endpoint)
+        session = await conn.create_session(flamepy.SessionAttributes(application=APP, slots=1))
+        semaphore = asyncio.Semaphore(concurrency)
+        done = 0
+
+        async def one() -> None:
+            nonlocal done
+            async with semaphore:
+                task = await session.create_task(b"")
+                watcher = await session.watch_task(task.id)
+                async for update in watcher:
+                    if update.is_completed():
+                        assert update.state == flamepy.TaskState.SUCCEED
+                        done += 1
+                        break
+
+        started = time.perf_counter()
+        cpu = time.process_time()
+        # Created lazily in windows, like run_tasks, so memory compares fairly.
+        pending: set[asyncio.Task[None]] = set()
+        for _ in range(tasks):
+            if len(pending) >= concurrency * 2:
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            pending.add(asyncio.ensure_future(one()))
+        await asyncio.gather(*pending)
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        await session.close()
+        await conn.close()
+        _report(done, elapsed, cpu)
+
+    asyncio.run(main())
+
+
+# --------------------------------------------------------------------------
+# Driver
+
+
+def start_cluster(port: int, slots: int) -> subprocess.Popen[bytes]:
+    config = os.path.join(tempfile.mkdtemp(prefix="flame-bench-"), "flame-conf.yaml")
+    with open(config, "w") as f:
+        f.write(f"applications:\n  - name: {APP}\n    shim: Log\n")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flame._cli",
+            "local",
+            "--endpoint",
+            f"http://127.0.0.1:{port}",
+            "--slots",
+            str(slots),
+            "--config",
+            config,
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            if proc.poll() is not None:
+                said = proc.stdout.read().decode() if proc.stdout else ""
+                raise SystemExit(f"flame local exited: {said}") from None
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("flame local did not start within 30 s")
+
+
+def one_run(
+    client: str, endpoint: str, tasks: int, concurrency: int, cluster: psutil.Process
+) -> dict[str, float]:
+    before = cluster.cpu_times()
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--as-client",
+            client,
+            "--endpoint",
+            endpoint,
+            "--tasks",
+            str(tasks),
+            "--concurrency",
+            str(concurrency),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    after = cluster.cpu_times()
+    if out.returncode != 0:
+        raise SystemExit(f"client {client} failed:\n{out.stderr}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["cluster_cpu"] = (after.user + after.system) - (before.user + before.system)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--slots", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--memory-tasks", type=int, default=100_000)
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--clients", default="flame-asyncio,flame-uvloop,flame-trio,flamepy", help="comma list"
+    )
+    parser.add_argument("--as-client", help=argparse.SUPPRESS)
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.as_client:
+        if args.as_client == "flamepy":
+            run_flamepy(args.endpoint, args.tasks, args.concurrency)
+        else:
+            run_flame(args.endpoint, args.tasks, args.concurrency, args.as_client.split("-", 1)[1])
+        return
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    proc = start_cluster(port, args.slots)
+    cluster = psutil.Process(proc.pid)
+    try:
+        rows = {}
+        for client in args.clients.split(","):
+            rows[client] = one_run(client, endpoint, args.tasks, args.concurrency, cluster)
+        ref = rows.get("flamepy")
+        print(
+            f"\n{args.tasks} Log-shim tasks, {args.concurrency} in flight, "
+            f"cluster: flame local --slots {args.slots} (own process)\n"
+        )
+        header = (
+            f"{'client':<15}{'tasks/s':>10}{'client CPU s/1k':>17}{'cluster CPU s/1k':>18}"
+            f"{'tasks/s vs ref':>16}{'CPU vs ref':>12}"
+        )
+        print(header)
+        print("-" * len(header))
+        for name, r in rows.items():
+            rate = r["tasks"] / r["seconds"]
+            cpu_k = r["cpu"] / r["tasks"] * 1000
+            cluster_k = r["cluster_cpu"] / r["tasks"] * 1000
+            if ref:
+                ref_rate = ref["tasks"] / ref["seconds"]
+                ref_cpu = ref["cpu"] / ref["tasks"] * 1000
+                ratios = f"{rate / ref_rate:>15.2f}x{cpu_k / ref_cpu:>11.2f}x"
+            else:
+                ratios = ""
+            print(f"{name:<15}{rate:>10.0f}{cpu_k:>17.3f}{cluster_k:>18.3f}{ratios}")
+        print("(CPU: every thread of the process, during the run only)")
+
+        if not args.skip_memory:
+            small = one_run("flame-asyncio", endpoint, args.memory_tasks // 10, 256, cluster)
+            large = one_run("flame-asyncio", endpoint, args.memory_tasks, 256, cluster)
+            print(
+                f"\nclient peak memory, concurrency=256: "
+                f"{args.memory_tasks // 10} tasks {small['peak_mib']:.1f} MiB, "
+                f"{args.memory_tasks} tasks {large['peak_mib']:.1f} MiB "
+                f"(ratio {large['peak_mib'] / small['peak_mib']:.2f}); "
+                f"{large['tasks'] / large['seconds']:.0f} tasks/s"
+            )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+if __name__ == "__main__":
+    main()
