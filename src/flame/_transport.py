@@ -714,11 +714,23 @@ class _BatchedWrites:
         return getattr(self._transport, name)
 
 
+#: How many closed streams a connection remembers (h2 keeps 65,536 by default).
+#: h2 uses them to answer a frame that arrives after its stream was reset; a
+#: frame comes that late only after a few streams, not thousands, have closed
+#: since. With two streams per task, the default made a client's memory grow
+#: over its first 32,768 tasks; this bound is reached after 8,192.
+CLOSED_STREAMS_KEPT = 16_384
+
+
 class _BatchingProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc,unused-ignore]
     """grpclib's connection, writing through :class:`_BatchedWrites`."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(cast(Any, _BatchedWrites(cast(asyncio.Transport, transport))))
+        h2_connection = getattr(self.connection, "_connection", None)
+        closed = getattr(h2_connection, "_closed_streams", None)
+        if closed is not None and hasattr(closed, "_size_limit"):
+            closed._size_limit = CLOSED_STREAMS_KEPT
 
 
 class _BatchingServer(grpclib.server.Server):  # type: ignore[misc,unused-ignore]
