@@ -42,6 +42,7 @@ import grpclib.const
 import grpclib.exceptions
 import grpclib.protocol
 import grpclib.server
+import h2.settings
 import sniffio
 from grpclib.const import Cardinality, Status
 
@@ -733,14 +734,33 @@ class _BatchingProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc,unuse
             closed._size_limit = CLOSED_STREAMS_KEPT
 
 
+#: How many streams a client may have open at once on our servers. h2 offers
+#: 100; a client running tasks holds one watch per task in flight, and beyond
+#: the limit grpclib queues new calls, waking every queued one at each close.
+SERVER_MAX_STREAMS = 1024
+
+
+class _ServingProtocol(_BatchingProtocol):
+    """A server connection: batched writes, and room for many streams."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        h2_connection = getattr(self.connection, "_connection", None)
+        if h2_connection is not None:
+            h2_connection.update_settings(
+                {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: SERVER_MAX_STREAMS}
+            )
+            self.connection.flush()
+
+
 class _BatchingServer(grpclib.server.Server):  # type: ignore[misc,unused-ignore]
-    """grpclib's server, its connections writing through :class:`_BatchedWrites`."""
+    """grpclib's server, its connections those of :class:`_ServingProtocol`."""
 
     def _protocol_factory(self) -> grpclib.protocol.H2Protocol:
         protocol = super()._protocol_factory()
         # grpclib builds the protocol with its handler; only the class changes
-        # (a subclass that adds no state), so that its writes are batched.
-        protocol.__class__ = _BatchingProtocol
+        # (a subclass that adds no state of its own).
+        protocol.__class__ = _ServingProtocol
         return protocol
 
 
@@ -916,13 +936,14 @@ class Channel:
         request: bytes,
         decode: Callable[[bytes], Resp],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - a gRPC deadline, sent to the server
+        timeout: float | None = None,  # noqa: ASYNC109 - bounds the call on this side
     ) -> Resp:
         """Call the unary method at ``path`` with an encoded request; ``decode`` reads the reply.
 
         The lean way for the calls made once per task: no generated stub and
         no generic codec in between (see :mod:`flame._wire`). Errors are
-        those of :meth:`unary`.
+        those of :meth:`unary`; ``timeout`` bounds the call on this side,
+        without sending the server a deadline.
         """
         call = _path_call_name(path)
         self._check_open(call)
@@ -1037,20 +1058,18 @@ async def _call_encoded(
     path: str,
     request: _Encoded,
     reply_type: type,
-    timeout: float | None,  # noqa: ASYNC109 - a gRPC deadline, sent to the server
+    timeout: float | None,  # noqa: ASYNC109 - bounds the call here, see below
 ) -> Any:
-    task = asyncio.current_task()
-    cancelling = _cancelling(task)
-    try:
-        opened: Any = grpc.request(
-            path, Cardinality.UNARY_UNARY, _Encoded, reply_type, timeout=timeout
-        )
+    # The timeout is kept here rather than sent as a grpc-timeout header: its
+    # value differs on every call, so HPACK encodes it literally, and the
+    # server parses it and arms a timer of its own, on calls that take a
+    # millisecond. The server is not told; for these calls it has nothing to
+    # abandon.
+    with anyio.fail_after(timeout):
+        opened: Any = grpc.request(path, Cardinality.UNARY_UNARY, _Encoded, reply_type)
         async with opened as stream:
             await stream.send_message(request, end=True)
             reply = await stream.recv_message()
-    except (asyncio.TimeoutError, TimeoutError):
-        _uncancel_deadline(task, cancelling)
-        raise
     if reply is None:
         raise grpclib.exceptions.ProtocolError("the server answered without a message")
     return reply
