@@ -1199,7 +1199,7 @@ def unary_handler(
     """
 
     async def handle(stream: Any) -> None:
-        request = await stream.recv_message()
+        request = await _read_request(stream)
         await stream.send_message(await fn(request))
 
     return grpclib.const.Handler(handle, Cardinality.UNARY_UNARY, _reply_type(decode), reply_type)
@@ -1211,7 +1211,7 @@ def server_stream_handler(
     """A server handler for a server-streaming method, as :func:`unary_handler` is for unary."""
 
     async def handle(stream: Any) -> None:
-        request = await stream.recv_message()
+        request = await _read_request(stream)
         replies = fn(request)
         try:
             async for reply in replies:
@@ -1222,6 +1222,18 @@ def server_stream_handler(
                 await aclose()
 
     return grpclib.const.Handler(handle, Cardinality.UNARY_STREAM, _reply_type(decode), reply_type)
+
+
+async def _read_request(stream: Any) -> Any:
+    # A decoder refuses bytes that are not its message with ValueError; left
+    # to grpclib, that would be logged as a crash and answered "Internal
+    # Server Error", blaming the server for the client's mistake.
+    try:
+        return await stream.recv_message()
+    except ValueError as exc:
+        raise grpclib.exceptions.GRPCError(
+            Status.INVALID_ARGUMENT, f"the request cannot be read: {exc}"
+        ) from None
 
 
 def pid() -> int:
