@@ -6,10 +6,22 @@ import enum
 
 from grpclib.const import Status
 
-__all__ = ["FlameError", "FlameErrorCode", "code_for_status", "is_v04_refusal"]
+__all__ = ["FlameError", "FlameErrorCode", "NamedIntEnum", "code_for_status", "is_v04_refusal"]
 
 
-class FlameErrorCode(enum.IntEnum):
+class NamedIntEnum(enum.IntEnum):
+    """An int enum printed by name ("RUNNING"), compared and sent as its integer."""
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __format__(self, spec: str) -> str:
+        if spec and spec[-1] in "bcdoxXneEfFgG%":
+            return int.__format__(self, spec)
+        return self.name.__format__(spec)
+
+
+class FlameErrorCode(NamedIntEnum):
     """Why a Flame call failed.
 
     The first four are the codes every Flame SDK shares. The ones after them

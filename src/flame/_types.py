@@ -8,14 +8,13 @@ once, right where it arrives.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._errors import FlameError, FlameErrorCode
+from ._errors import FlameError, FlameErrorCode, NamedIntEnum
 from ._proto import flame as pb
 
 if TYPE_CHECKING:
@@ -72,18 +71,7 @@ DEFAULT_FLAME_ENDPOINT = "http://127.0.0.1:8080"
 # Enums (the values are the wire's)
 
 
-class _State(enum.IntEnum):
-    # Printed by name ("RUNNING"), compared and sent as the wire's integer.
-    def __str__(self) -> str:
-        return self.name
-
-    def __format__(self, spec: str) -> str:
-        if spec and spec[-1] in "bcdoxXneEfFgG%":
-            return int.__format__(self, spec)
-        return self.name.__format__(spec)
-
-
-class SessionState(_State):
+class SessionState(NamedIntEnum):
     """Whether a session accepts tasks."""
 
     OPEN = 0
@@ -92,7 +80,7 @@ class SessionState(_State):
     """The session was closed; it accepts no task."""
 
 
-class TaskState(_State):
+class TaskState(NamedIntEnum):
     """Where a task is in its life: PENDING, RUNNING, then SUCCEED or FAILED."""
 
     PENDING = 0
@@ -105,7 +93,7 @@ class TaskState(_State):
     """It failed; ``output`` usually holds the error's text."""
 
 
-class ApplicationState(_State):
+class ApplicationState(NamedIntEnum):
     """Whether an application can be used by new sessions."""
 
     ENABLED = 0
@@ -114,7 +102,7 @@ class ApplicationState(_State):
     """It is registered but not usable."""
 
 
-class Shim(_State):
+class Shim(NamedIntEnum):
     """How an executor runs an application's tasks."""
 
     LOG = 0

@@ -36,6 +36,15 @@ def test_enums_have_the_reference_names_and_values() -> None:
     assert codes["INTERNAL"] == 3
 
 
+def test_enums_print_by_name_and_stay_integers() -> None:
+    members = [flame.TaskState.RUNNING, flame.Shim.GRPC, flame.FlameErrorCode.INVALID_CONFIG]
+    for member in members:
+        assert str(member) == member.name
+        assert f"{member}" == member.name
+        assert f"{member:d}" == str(member.value)
+        assert member == member.value
+
+
 def test_aliases_and_constants() -> None:
     assert flame.TaskID is str and flame.SessionID is str and flame.ApplicationID is str
     assert flame.Message is bytes
