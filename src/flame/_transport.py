@@ -723,11 +723,11 @@ class _BatchedWrites:
 CLOSED_STREAMS_KEPT = 16_384
 
 
-class _BatchingProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc,unused-ignore]
-    """grpclib's connection, writing through :class:`_BatchedWrites`."""
+class _BoundedProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc,unused-ignore]
+    """grpclib's connection, remembering at most CLOSED_STREAMS_KEPT closed streams."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(cast(Any, _BatchedWrites(cast(asyncio.Transport, transport))))
+        super().connection_made(transport)
         h2_connection = getattr(self.connection, "_connection", None)
         closed = getattr(h2_connection, "_closed_streams", None)
         if closed is not None and hasattr(closed, "_size_limit"):
@@ -740,11 +740,19 @@ class _BatchingProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc,unuse
 SERVER_MAX_STREAMS = 1024
 
 
-class _ServingProtocol(_BatchingProtocol):
-    """A server connection: batched writes, and room for many streams."""
+class _ServingProtocol(_BoundedProtocol):
+    """A server connection: batched writes, and room for many streams.
+
+    Only servers batch their writes. A server answers many calls in one turn
+    of its loop, and one send for all of them halves its system calls. When
+    both ends of one connection batched (our client on our cluster), a run of
+    64 calls in flight through grpclib's own streams went at half the speed,
+    for no more CPU on either side, while either end alone did not slow it:
+    so clients write through.
+    """
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
+        super().connection_made(cast(Any, _BatchedWrites(cast(asyncio.Transport, transport))))
         h2_connection = getattr(self.connection, "_connection", None)
         if h2_connection is not None:
             h2_connection.update_settings(
@@ -764,7 +772,7 @@ class _BatchingServer(grpclib.server.Server):  # type: ignore[misc,unused-ignore
         return protocol
 
 
-class _LossAwareProtocol(_BatchingProtocol):
+class _LossAwareProtocol(_BoundedProtocol):
     """grpclib's connection, telling when its socket is really gone."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
