@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -141,7 +141,7 @@ async def test_leaving_after_the_final_state_leaves_no_stream(v04: V04Server, le
 
         async with anyio.create_task_group() as group:
             group.start_soon(release)
-            with pytest.raises(KeyError) if leave == "exception" else _nothing():
+            with pytest.raises(KeyError) if leave == "exception" else contextlib.nullcontext():
                 async for update in session.watch_task(held.id):
                     assert update.state is flame.TaskState.SUCCEED
                     if leave == "break":
@@ -149,11 +149,6 @@ async def test_leaving_after_the_final_state_leaves_no_stream(v04: V04Server, le
                     raise KeyError(update.id)
         await v04.wait_for_watches(0)
         await _settle(conn, baseline)
-
-
-@contextlib.contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 @pytest.mark.parametrize("leave", ["break", "exception"])
@@ -169,7 +164,7 @@ async def test_leaving_an_unfinished_watch_closes_its_stream(v04: V04Server, lea
 
         async with anyio.create_task_group() as group:
             group.start_soon(release)
-            with pytest.raises(KeyError) if leave == "exception" else _nothing():
+            with pytest.raises(KeyError) if leave == "exception" else contextlib.nullcontext():
                 async for update in session.watch_task(task.id):
                     assert update.state is flame.TaskState.RUNNING
                     if leave == "break":
