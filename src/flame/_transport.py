@@ -30,6 +30,7 @@ import copy
 import logging
 import os
 import ssl
+import sys
 import threading
 import urllib.parse
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
@@ -46,6 +47,7 @@ import h2.settings
 import sniffio
 from grpclib.const import Cardinality, Status
 
+from . import _http2
 from ._errors import FlameError, FlameErrorCode, code_for_status, is_v04_refusal
 
 __all__ = [
@@ -813,10 +815,17 @@ class Channel:
     grpclib lives and translate failures into FlameError.
     """
 
-    def __init__(self, endpoint: Endpoint, loop: GrpcLoop, grpc: grpclib.client.Channel) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        loop: GrpcLoop,
+        grpc: grpclib.client.Channel,
+        task_calls: _TaskCallConnections | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.loop = loop
         self.grpc = grpc
+        self._task_calls = task_calls or _TaskCallConnections(endpoint, None, 10.0)
         self._closed = False
 
     @classmethod
@@ -842,13 +851,16 @@ class Channel:
         context = _ssl_context(ca_file) if endpoint.tls else None
         loop = open_grpc_loop()
         try:
+            task_calls = _TaskCallConnections(endpoint, context, connect_timeout)
 
             async def make() -> grpclib.client.Channel:
                 channel = _GrpcChannel(endpoint.host, endpoint.port, ssl=context)
                 try:
                     await asyncio.wait_for(channel.__connect__(), connect_timeout)
+                    await task_calls.get()
                 except BaseException:
                     channel.close()
+                    await task_calls.aclose()
                     raise
                 return channel
 
@@ -875,7 +887,7 @@ class Channel:
             with anyio.CancelScope(shield=True):
                 await loop.aclose()
             raise
-        return cls(endpoint, loop, grpc)
+        return cls(endpoint, loop, grpc, task_calls)
 
     def _check_open(self, call: str) -> None:
         if self._closed:
@@ -948,16 +960,17 @@ class Channel:
     ) -> Resp:
         """Call the unary method at ``path`` with an encoded request; ``decode`` reads the reply.
 
-        The lean way for the calls made once per task: no generated stub and
-        no generic codec in between (see :mod:`flame._wire`). Errors are
-        those of :meth:`unary`; ``timeout`` bounds the call on this side,
-        without sending the server a deadline.
+        The lean way for the calls made once per task: no generated stub, no
+        generic codec (see :mod:`flame._wire`) and no grpclib (see
+        :mod:`flame._http2`) in between. Errors are those of :meth:`unary`;
+        ``timeout`` bounds the call on this side, without sending the server
+        a deadline.
         """
         call = _path_call_name(path)
         self._check_open(call)
         try:
             return await self.loop.run(
-                _call_encoded, self.grpc, path, _Encoded(request), _reply_type(decode), timeout
+                _lean_unary, self._task_calls, path, request, decode, timeout
             )
         except Exception as exc:
             raise _grpc_failure(exc, call, self.endpoint, timeout) from None
@@ -969,33 +982,28 @@ class Channel:
         request: bytes,
         decode: Callable[[bytes], Resp],
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - a gRPC deadline, sent to the server
+        timeout: float | None = None,  # noqa: ASYNC109 - bounds the stream on this side
     ) -> AsyncIterator[AsyncIterator[Resp]]:
         """Open the server stream at ``path`` with an encoded request; closed on exit.
 
-        The lean counterpart of :meth:`stream`, as :meth:`call` is of :meth:`unary`.
+        The lean counterpart of :meth:`stream`, as :meth:`call` is of
+        :meth:`unary`. Leaving before the server has ended the stream resets
+        it at once. ``timeout`` bounds the whole stream, on this side.
         """
         call = _path_call_name(path)
         self._check_open(call)
-        grpc = self.grpc
-        reply_type = _reply_type(decode)
+        task_calls = self._task_calls
 
         async def translated() -> AsyncIterator[Resp]:
-            task = asyncio.current_task()
-            cancelling = _cancelling(task)
             try:
-                opened: Any = grpc.request(
-                    path, Cardinality.UNARY_STREAM, _Encoded, reply_type, timeout=timeout
-                )
-                async with opened as stream:
-                    await stream.send_message(_Encoded(request), end=True)
-                    # Leaving early resets the call (grpclib's exit), unless
-                    # the server has ended it already.
-                    async for item in stream:
-                        yield item
-            except (asyncio.TimeoutError, TimeoutError) as exc:
-                _uncancel_deadline(task, cancelling)
-                raise _grpc_failure(exc, call, self.endpoint, timeout) from None
+                async with _deadline(timeout):
+                    connection = await task_calls.get()
+                    opened = await connection.open(path, request)
+                    try:
+                        while (message := await opened.receive()) is not None:
+                            yield decode(message)
+                    finally:
+                        opened.close()
             except Exception as exc:
                 raise _grpc_failure(exc, call, self.endpoint, timeout) from None
 
@@ -1012,6 +1020,8 @@ class Channel:
             return
         self._closed = True
         with anyio.CancelScope(shield=True):
+            with contextlib.suppress(FlameError):
+                await self.loop.run(self._task_calls.aclose)
             with contextlib.suppress(FlameError):
                 await self.loop.run(_close_grpc, self.grpc)
             await self.loop.aclose()
@@ -1037,50 +1047,124 @@ async def _call_unary(
         raise
 
 
-class _Encoded:
-    """A request already encoded: grpclib's codec sends its bytes as they are."""
+if sys.version_info >= (3, 11):
+    # The grpc loop is always asyncio: its own timeout is one timer handle,
+    # a quarter of the cost of an anyio cancel scope, on every per-task call.
+    _deadline = asyncio.timeout
+else:  # pragma: no cover - Python 3.10
 
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def SerializeToString(self) -> bytes:
-        return self.data
-
-
-_reply_types: dict[Callable[[bytes], Any], type] = {}
+    @contextlib.asynccontextmanager
+    async def _deadline(delay: float | None) -> AsyncIterator[None]:
+        with anyio.fail_after(delay):
+            yield
 
 
-def _reply_type(decode: Callable[[bytes], Any]) -> type:
-    """A class grpclib's codec reads replies with: its ``FromString`` is ``decode``."""
-    reply_type = _reply_types.get(decode)
-    if reply_type is None:
-        reply_type = type("_Reply", (), {"FromString": staticmethod(decode)})
-        _reply_types[decode] = reply_type
-    return reply_type
-
-
-async def _call_encoded(
-    grpc: grpclib.client.Channel,
+async def _lean_unary(
+    task_calls: _TaskCallConnections,
     path: str,
-    request: _Encoded,
-    reply_type: type,
-    timeout: float | None,  # noqa: ASYNC109 - bounds the call here, see below
-) -> Any:
+    request: bytes,
+    decode: Callable[[bytes], Resp],
+    timeout: float | None,  # noqa: ASYNC109 - bounds the call here, see Channel.call
+) -> Resp:
     # The timeout is kept here rather than sent as a grpc-timeout header: its
-    # value differs on every call, so HPACK encodes it literally, and the
-    # server parses it and arms a timer of its own, on calls that take a
+    # value differs on every call, so HPACK would encode it anew each time,
+    # and the server would arm a timer of its own, on calls that take a
     # millisecond. The server is not told; for these calls it has nothing to
     # abandon.
-    with anyio.fail_after(timeout):
-        opened: Any = grpc.request(path, Cardinality.UNARY_UNARY, _Encoded, reply_type)
-        async with opened as stream:
-            await stream.send_message(request, end=True)
-            reply = await stream.recv_message()
-    if reply is None:
-        raise grpclib.exceptions.ProtocolError("the server answered without a message")
-    return reply
+    async with _deadline(timeout):
+        connection = await task_calls.get()
+        opened = await connection.open(path, request)
+        try:
+            reply = await opened.receive()
+            if reply is None:
+                raise grpclib.exceptions.ProtocolError("the server answered without a message")
+            if await opened.receive() is not None:
+                raise grpclib.exceptions.ProtocolError(
+                    "the server answered a unary call with more than one message"
+                )
+        finally:
+            opened.close()
+    return decode(reply)
+
+
+#: How a client names itself to the cluster on the per-task calls.
+USER_AGENT = "flame-sdk-python"
+
+
+class _TaskCallConnections:
+    """The lean connection (:mod:`flame._http2`) behind a channel's per-task calls.
+
+    One connection at a time carries the calls; it is made when the channel
+    connects, and again when it has been lost or the server has asked to
+    close it (GOAWAY), so a cluster restart costs the calls in flight, not
+    the channel. Everything here runs on the grpc loop.
+    """
+
+    def __init__(
+        self, endpoint: Endpoint, context: ssl.SSLContext | None, connect_timeout: float | None
+    ) -> None:
+        self.endpoint = endpoint
+        self.context = context
+        self.connect_timeout = connect_timeout
+        self._current: _http2.Connection | None = None
+        self._lock: asyncio.Lock | None = None
+        # Connections told to go away, still finishing their calls.
+        self._leaving: set[_http2.Connection] = set()
+        self._closed = False
+
+    async def get(self) -> _http2.Connection:
+        current = self._current
+        if current is not None and current.usable:
+            return current
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            current = self._current
+            if current is not None and current.usable:
+                return current
+            if self._closed:
+                raise grpclib.exceptions.StreamTerminatedError("the channel is closed")
+            if current is not None and not current.lost.is_set():
+                self._leaving.add(current)
+            self._leaving = {c for c in self._leaving if not c.lost.is_set()}
+            self._current = await self._connect()
+            return self._current
+
+    async def _connect(self) -> _http2.Connection:
+        endpoint = self.endpoint
+        loop = asyncio.get_running_loop()
+        authority = f"{endpoint.host}:{endpoint.port}"
+        if ":" in endpoint.host:
+            authority = f"[{endpoint.host}]:{endpoint.port}"
+        make = _http2.factory(
+            scheme="https" if self.context is not None else "http",
+            authority=authority,
+            user_agent=USER_AGENT,
+            max_message=MAX_MESSAGE_BYTES,
+        )
+        async with _deadline(self.connect_timeout):
+            _, connection = await loop.create_connection(
+                make,
+                endpoint.host,
+                endpoint.port,
+                ssl=self.context,
+                server_hostname=endpoint.host if self.context is not None else None,
+            )
+        # Not waiting here for the server's SETTINGS: the first call does, so
+        # that a silent endpoint costs that call's timeout, as with grpclib.
+        return connection
+
+    async def aclose(self, bound: float = 5.0) -> None:
+        """Close every connection and wait, at most ``bound`` s, for their sockets to close."""
+        self._closed = True
+        connections = {c for c in (self._current, *self._leaving) if c is not None}
+        self._current = None
+        self._leaving.clear()
+        for connection in connections:
+            connection.close()
+        for connection in connections:
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await asyncio.wait_for(connection.lost.wait(), bound)
 
 
 def _path_call_name(path: str) -> str:
@@ -1192,6 +1276,18 @@ async def serve(
 
     async with loop.background(run_server) as server:
         yield server
+
+
+_reply_types: dict[Callable[[bytes], Any], type] = {}
+
+
+def _reply_type(decode: Callable[[bytes], Any]) -> type:
+    """A class grpclib's codec reads messages with: its ``FromString`` is ``decode``."""
+    reply_type = _reply_types.get(decode)
+    if reply_type is None:
+        reply_type = type("_Reply", (), {"FromString": staticmethod(decode)})
+        _reply_types[decode] = reply_type
+    return reply_type
 
 
 def unary_handler(

@@ -380,7 +380,9 @@ async def test_cancelling_open_stream_ends_it_on_the_server(
 
 async def _open_streams(channel: Channel) -> int:
     async def count() -> int:
-        return len(channel.grpc._protocol.processor.streams)
+        connection = channel._task_calls._current
+        assert connection is not None
+        return len(connection.streams)
 
     return await channel.loop.run(count)
 
@@ -398,7 +400,7 @@ async def test_leaving_open_stream_early_resets_it_before_returning(
                 assert await _open_streams(channel) == 1
             if task_id == "hold" or count == 20:
                 break
-    # Not "eventually": grpclib no longer holds the stream once we are out.
+    # Not "eventually": the connection no longer holds the stream once we are out.
     assert await _open_streams(channel) == 0
     seen = frontend.calls[0]
     await wait_until(seen.ended.is_set, "the server seeing the stream end")
