@@ -17,9 +17,11 @@ general HTTP/2 peer needs:
 * frames are parsed in place from the socket's bytes, and each message goes
   straight to the one call waiting for it.
 
-It runs on an asyncio loop; :mod:`flame._transport` decides which (the
-caller's under asyncio, its loop thread under trio), opens and closes
-connections, and translates failures. Failures are raised as grpclib's
+The protocol is written once (:class:`Connection`) and driven two ways: as an
+asyncio protocol on the caller's loop (:class:`AsyncioConnection`), and by
+trio itself (:class:`TrioConnection`), so that under trio the calls made per
+task cross no thread. :mod:`flame._transport` picks the driver, opens and
+closes connections, and translates failures. Failures are raised as grpclib's
 exception types (``GRPCError``, ``StreamTerminatedError``, ``ProtocolError``)
 so that there is one translation for both paths.
 
@@ -238,7 +240,7 @@ class Call:
         self.stream_id = stream_id
         self.send_window = send_window
         self._messages: collections.deque[bytes] = collections.deque()
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: Any = None
         self._error: BaseException | None = None
         self._ended = False
         self._headers_seen = False
@@ -256,9 +258,10 @@ class Call:
                 raise self._error
             if self._ended:
                 return None
-            waiter = self._waiter = self._connection.loop.create_future()
+            connection = self._connection
+            waiter = self._waiter = connection.waiter()
             try:
-                await waiter
+                await connection.park(waiter)
             finally:
                 self._waiter = None
 
@@ -366,12 +369,15 @@ class Call:
         self._wake()
 
 
-class Connection(asyncio.Protocol):
-    """One HTTP/2 connection carrying this client's calls.
+class Connection:
+    """One HTTP/2 connection carrying this client's calls: the protocol, not the I/O.
 
-    Made by the transport with ``loop.create_connection``. :meth:`open`
-    starts a call; the first waits for the server's SETTINGS, and any waits
-    for a free stream when the server's limit is reached.
+    :meth:`open` starts a call; the first waits for the server's SETTINGS,
+    and any waits for a free stream when the server's limit is reached.
+    The socket is driven by a subclass: :class:`AsyncioConnection` is an
+    asyncio protocol, :class:`TrioConnection` runs in trio itself. Each
+    gives :meth:`waiter`, :meth:`park`, :meth:`_write` and :meth:`close`;
+    a waiter has ``done()``, ``cancelled()`` and ``set_result(None)``.
     """
 
     def __init__(
@@ -382,15 +388,15 @@ class Connection(asyncio.Protocol):
         user_agent: str,
         max_message: int,
     ) -> None:
-        self.loop = asyncio.get_running_loop()
         self.scheme = scheme
         self.authority = authority
         self.user_agent = user_agent
         self.max_message = max_message
         self.streams: dict[int, Call] = {}
-        self.lost = asyncio.Event()
-        self._transport: asyncio.Transport | None = None
-        self._settled: asyncio.Future[None] = self.loop.create_future()
+        self.lost = self._event()
+        # The server's first SETTINGS has come (or the connection failed first).
+        self._settled = False
+        self._settled_waiters: list[Any] = []
         self._buffer = bytearray()
         self._blocks: dict[str, bytes] = {}
         self._decoder = _HeaderDecoder()
@@ -405,7 +411,7 @@ class Connection(asyncio.Protocol):
         self._max_frame = DEFAULT_FRAME_SIZE
         self._send_window = DEFAULT_WINDOW
         # Calls waiting for a stream, and calls whose request waits for window.
-        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._slot_waiters: collections.deque[Any] = collections.deque()
         self._blocked: dict[int, Call] = {}
         self._unacked = 0
 
@@ -418,17 +424,35 @@ class Connection(asyncio.Protocol):
 
     async def ready(self) -> None:
         """Wait for the server's first SETTINGS: it speaks HTTP/2, and its limits are known."""
-        await asyncio.shield(self._settled)
+        if not self._settled:
+            waiter = self.waiter()
+            self._settled_waiters.append(waiter)
+            await self.park(waiter)
+        if self._error is not None:
+            raise self._error
+
+    # -- what a driver provides ----------------------------------------------
+
+    def _event(self) -> Any:
+        raise NotImplementedError  # pragma: no cover - each driver has its own
+
+    def waiter(self) -> Any:
+        raise NotImplementedError  # pragma: no cover
+
+    async def park(self, waiter: Any) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    def _write(self, data: bytes) -> None:
+        raise NotImplementedError  # pragma: no cover
 
     def close(self) -> None:
         """Close the socket; calls still open fail as the connection is lost."""
-        if self._transport is not None:
-            self._transport.close()
+        raise NotImplementedError  # pragma: no cover
 
-    # -- asyncio.Protocol -------------------------------------------------
+    # -- what a driver calls ---------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
+    def _preface(self) -> bytes:
+        """What we send first: the preface, our settings, and a larger window."""
         settings = struct.pack(
             ">HIHI",
             SETTINGS_ENABLE_PUSH,
@@ -436,21 +460,15 @@ class Connection(asyncio.Protocol):
             SETTINGS_INITIAL_WINDOW_SIZE,
             STREAM_WINDOW,
         )
-        self._transport.write(
+        return (
             PREFACE
             + frame(SETTINGS, 0, 0, settings)
-            + frame(
-                WINDOW_UPDATE,
-                0,
-                0,
-                _window_update.pack(CONNECTION_WINDOW - DEFAULT_WINDOW),
-            )
+            + frame(WINDOW_UPDATE, 0, 0, _window_update.pack(CONNECTION_WINDOW - DEFAULT_WINDOW))
         )
 
     def connection_lost(self, exc: BaseException | None) -> None:
         reason = f": {exc}" if exc is not None else ""
         self._shut(StreamTerminatedError(f"Connection lost{reason}"))
-        self._transport = None
         self.lost.set()
 
     def data_received(self, data: bytes) -> None:
@@ -463,7 +481,7 @@ class Connection(asyncio.Protocol):
             while size - position >= 9:
                 high, low, kind, flags, stream_id = _frame_header.unpack_from(buffer, position)
                 length = (high << 16) | low
-                if kind != SETTINGS and not self._settled.done():
+                if kind != SETTINGS and not self._settled:
                     # A server's first frame is its SETTINGS (RFC 9113, 3.4).
                     view.release()
                     self._connection_error(
@@ -502,16 +520,16 @@ class Connection(asyncio.Protocol):
         the end of our side of the stream.
         """
         while len(self.streams) >= self._max_streams and self.usable:
-            waiter = self.loop.create_future()
+            waiter = self.waiter()
             self._slot_waiters.append(waiter)
             try:
-                await waiter
+                await self.park(waiter)
             except BaseException:
                 # Pass the turn on if we were woken and are leaving anyway.
                 if waiter.done() and not waiter.cancelled():
                     self._wake_slot()
                 raise
-        if not self._settled.done():
+        if not self._settled:
             # The first call waits for the server's settings: its limits.
             await self.ready()
         if self._error is not None:
@@ -611,9 +629,7 @@ class Connection(asyncio.Protocol):
         """The connection can carry nothing more: every open call fails with ``error``."""
         if self._error is None:
             self._error = error
-        if not self._settled.done():
-            self._settled.set_exception(error)
-            self._settled.exception()  # retrieved: nobody may be waiting yet
+        self._settle()
         streams, self.streams = self.streams, {}
         self._blocked.clear()
         for call in streams.values():
@@ -630,10 +646,13 @@ class Connection(asyncio.Protocol):
         self._shut(ProtocolError(message))
         self.close()
 
-    def _write(self, data: bytes) -> None:
-        transport = self._transport
-        if transport is not None and not transport.is_closing():
-            transport.write(data)
+    def _settle(self) -> None:
+        if not self._settled:
+            self._settled = True
+            waiters, self._settled_waiters = self._settled_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     # -- frames -------------------------------------------------------------
 
@@ -789,8 +808,7 @@ class Connection(asyncio.Protocol):
             # The header table size asks nothing of us (see request_headers),
             # and the others concern what we accept, not what we send.
         self._write(frame(SETTINGS, ACK, 0))
-        if not self._settled.done():
-            self._settled.set_result(None)
+        self._settle()
         self._unblock()
 
     def _on_goaway(self, payload: bytes) -> None:
@@ -819,6 +837,172 @@ class Connection(asyncio.Protocol):
                 waiter.set_result(None)
 
 
-def factory(**kwargs: Any) -> Callable[[], Connection]:
+class AsyncioConnection(Connection, asyncio.Protocol):
+    """The connection as an asyncio protocol: asyncio calls it as bytes arrive.
+
+    Made by ``loop.create_connection`` (see :func:`factory`).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        super().__init__(**kwargs)
+
+    def _event(self) -> asyncio.Event:
+        return asyncio.Event()
+
+    def waiter(self) -> asyncio.Future[None]:
+        return self._loop.create_future()
+
+    async def park(self, waiter: asyncio.Future[None]) -> None:
+        await waiter
+
+    def _write(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._transport.write(self._preface())
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._transport = None
+        super().connection_lost(exc)
+
+
+def factory(**kwargs: Any) -> Callable[[], AsyncioConnection]:
     """A protocol factory for ``loop.create_connection``."""
-    return lambda: Connection(**kwargs)
+    return lambda: AsyncioConnection(**kwargs)
+
+
+class _TrioWaiter:
+    """A trio task parked until woken: the few parts of a Future the protocol uses."""
+
+    __slots__ = ("_state", "_task")
+
+    def __init__(self, task: Any) -> None:
+        self._task = task
+        self._state = 0  # 0 parked or about to be, 1 woken, 2 cancelled
+
+    def done(self) -> bool:
+        return self._state != 0
+
+    def cancelled(self) -> bool:
+        return self._state == 2
+
+    def set_result(self, _: None) -> None:
+        if self._state == 0:
+            self._state = 1
+            if self._task is not None:
+                import trio
+
+                trio.lowlevel.reschedule(self._task)
+
+
+class TrioConnection(Connection):
+    """The connection run by trio itself: no thread, no asyncio.
+
+    A reader and a writer run as trio system tasks, from :meth:`start`
+    until the socket closes; system tasks, because the connection lives as
+    long as its channel, which no nursery of the caller's spans. They end
+    when :meth:`close` is called, when the server goes, or when trio.run
+    ends, and take nothing with them: every failure ends the calls here.
+    """
+
+    def __init__(self, stream: Any, **kwargs: Any) -> None:
+        import trio
+
+        self._trio = trio
+        self._stream = stream
+        self._outgoing = bytearray()
+        self._writer: _TrioWaiter | None = None
+        self._closing = False
+        super().__init__(**kwargs)
+        self._outgoing += self._preface()
+
+    def start(self) -> None:
+        spawn = self._trio.lowlevel.spawn_system_task
+        spawn(self._read_loop, name="flame-http2-reader")
+        spawn(self._write_loop, name="flame-http2-writer")
+
+    def _event(self) -> Any:
+        return self._trio.Event()
+
+    def waiter(self) -> _TrioWaiter:
+        return _TrioWaiter(None)
+
+    async def park(self, waiter: _TrioWaiter) -> None:
+        lowlevel = self._trio.lowlevel
+        if waiter.done():
+            await lowlevel.checkpoint()
+            return
+        waiter._task = lowlevel.current_task()
+
+        def abort(_: Any) -> Any:
+            waiter._state = 2
+            return lowlevel.Abort.SUCCEEDED
+
+        await lowlevel.wait_task_rescheduled(abort)
+
+    def _write(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._outgoing += data
+        writer = self._writer
+        if writer is not None:
+            self._writer = None
+            writer.set_result(None)
+
+    def close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            writer = self._writer
+            if writer is not None:
+                self._writer = None
+                writer.set_result(None)
+
+    async def _read_loop(self) -> None:
+        trio = self._trio
+        error: BaseException | None = None
+        try:
+            while True:
+                data = await self._stream.receive_some(1 << 16)
+                if not data:
+                    break
+                self.data_received(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            # Our own close shows up here too; that is no error.
+            error = None if self._closing else (exc.__cause__ or exc)
+        except Exception as exc:  # a fault of ours: end the calls with it
+            log.exception("reading from %s failed", self.authority)
+            error = exc
+        finally:
+            self.close()
+            self.connection_lost(error)
+
+    async def _write_loop(self) -> None:
+        trio = self._trio
+        try:
+            while True:
+                if self._outgoing:
+                    data = bytes(self._outgoing)
+                    self._outgoing.clear()
+                    await self._stream.send_all(data)
+                elif self._closing:
+                    break
+                else:
+                    waiter = self._writer = self.waiter()
+                    await self.park(waiter)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # the reader sees the same and reports it
+        except Exception:
+            log.exception("writing to %s failed", self.authority)
+        finally:
+            self._closing = True
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self._stream)

@@ -32,6 +32,7 @@ import os
 import ssl
 import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar, cast
@@ -812,7 +813,10 @@ class Channel:
     Open it with :meth:`connect` and close it with :meth:`aclose` (or use it as
     an async context manager). Generated stubs are bound to :attr:`grpc` and
     called through :meth:`unary` and :meth:`stream`, which run them where
-    grpclib lives and translate failures into FlameError.
+    grpclib lives and translate failures into FlameError. The calls made
+    once per task, :meth:`call` and :meth:`open_stream`, go over a second,
+    lean connection (:mod:`flame._http2`) that runs on the caller's own
+    backend, trio included.
     """
 
     def __init__(
@@ -825,7 +829,7 @@ class Channel:
         self.endpoint = endpoint
         self.loop = loop
         self.grpc = grpc
-        self._task_calls = task_calls or _TaskCallConnections(endpoint, None, 10.0)
+        self._task_calls = task_calls or _TaskCallConnections(endpoint, None, 10.0, loop.backend)
         self._closed = False
 
     @classmethod
@@ -851,21 +855,27 @@ class Channel:
         context = _ssl_context(ca_file) if endpoint.tls else None
         loop = open_grpc_loop()
         try:
-            task_calls = _TaskCallConnections(endpoint, context, connect_timeout)
+            task_calls = _TaskCallConnections(endpoint, context, connect_timeout, loop.backend)
 
             async def make() -> grpclib.client.Channel:
                 channel = _GrpcChannel(endpoint.host, endpoint.port, ssl=context)
                 try:
                     await asyncio.wait_for(channel.__connect__(), connect_timeout)
-                    await task_calls.get()
                 except BaseException:
                     channel.close()
-                    await task_calls.aclose()
                     raise
                 return channel
 
             try:
                 grpc = await loop.run(make)
+                try:
+                    await task_calls.get()
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        await task_calls.aclose()
+                        with contextlib.suppress(FlameError):
+                            await loop.run(_close_grpc, grpc)
+                    raise
             except (asyncio.TimeoutError, TimeoutError):
                 raise FlameError(
                     FlameErrorCode.UNAVAILABLE,
@@ -968,10 +978,11 @@ class Channel:
         """
         call = _path_call_name(path)
         self._check_open(call)
+        task_calls = self._task_calls
         try:
-            return await self.loop.run(
-                _lean_unary, self._task_calls, path, request, decode, timeout
-            )
+            async with task_calls.deadline(timeout):
+                reply = await _lean_unary(task_calls, path, request)
+            return decode(reply)
         except Exception as exc:
             raise _grpc_failure(exc, call, self.endpoint, timeout) from None
 
@@ -994,21 +1005,31 @@ class Channel:
         self._check_open(call)
         task_calls = self._task_calls
 
-        async def translated() -> AsyncIterator[Resp]:
+        async def translated() -> AsyncGenerator[Resp, None]:
+            # The deadline is applied to each wait, not around the loop: a
+            # cancel scope must not stay open across a generator's yield.
+            until = None if timeout is None else time.monotonic() + timeout
             try:
-                async with _deadline(timeout):
-                    connection = await task_calls.get()
-                    opened = await connection.open(path, request)
-                    try:
-                        while (message := await opened.receive()) is not None:
-                            yield decode(message)
-                    finally:
-                        opened.close()
+                connection = await _before(task_calls, until, task_calls.get())
+                opened = await _before(task_calls, until, connection.open(path, request))
+                try:
+                    while (
+                        message := await _before(task_calls, until, opened.receive())
+                    ) is not None:
+                        yield decode(message)
+                finally:
+                    # Before the server has ended it, this resets the stream:
+                    # the server learns at once that we left.
+                    opened.close()
             except Exception as exc:
                 raise _grpc_failure(exc, call, self.endpoint, timeout) from None
 
-        async with self.loop.iterate(translated) as items:
+        items = translated()
+        try:
             yield items
+        finally:
+            with anyio.CancelScope(shield=True):
+                await items.aclose()
 
     async def aclose(self) -> None:
         """Close the connection and stop the grpc loop; idempotent.
@@ -1020,8 +1041,7 @@ class Channel:
             return
         self._closed = True
         with anyio.CancelScope(shield=True):
-            with contextlib.suppress(FlameError):
-                await self.loop.run(self._task_calls.aclose)
+            await self._task_calls.aclose()
             with contextlib.suppress(FlameError):
                 await self.loop.run(_close_grpc, self.grpc)
             await self.loop.aclose()
@@ -1047,44 +1067,43 @@ async def _call_unary(
         raise
 
 
-if sys.version_info >= (3, 11):
-    # The grpc loop is always asyncio: its own timeout is one timer handle,
-    # a quarter of the cost of an anyio cancel scope, on every per-task call.
-    _deadline = asyncio.timeout
-else:  # pragma: no cover - Python 3.10
+class _FailAfter:
+    """``anyio.fail_after`` as an async context manager, like ``asyncio.timeout``."""
 
-    @contextlib.asynccontextmanager
-    async def _deadline(delay: float | None) -> AsyncIterator[None]:
-        with anyio.fail_after(delay):
-            yield
+    __slots__ = ("_scope",)
+
+    def __init__(self, delay: float | None) -> None:
+        self._scope = anyio.fail_after(delay)
+
+    async def __aenter__(self) -> None:
+        self._scope.__enter__()
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        return self._scope.__exit__(*exc)
 
 
-async def _lean_unary(
-    task_calls: _TaskCallConnections,
-    path: str,
-    request: bytes,
-    decode: Callable[[bytes], Resp],
-    timeout: float | None,  # noqa: ASYNC109 - bounds the call here, see Channel.call
-) -> Resp:
-    # The timeout is kept here rather than sent as a grpc-timeout header: its
-    # value differs on every call, so HPACK would encode it anew each time,
-    # and the server would arm a timer of its own, on calls that take a
-    # millisecond. The server is not told; for these calls it has nothing to
-    # abandon.
-    async with _deadline(timeout):
-        connection = await task_calls.get()
-        opened = await connection.open(path, request)
-        try:
-            reply = await opened.receive()
-            if reply is None:
-                raise grpclib.exceptions.ProtocolError("the server answered without a message")
-            if await opened.receive() is not None:
-                raise grpclib.exceptions.ProtocolError(
-                    "the server answered a unary call with more than one message"
-                )
-        finally:
-            opened.close()
-    return decode(reply)
+async def _before(task_calls: _TaskCallConnections, until: float | None, step: Awaitable[T]) -> T:
+    """Await ``step``, failing with TimeoutError if ``time.monotonic()`` passes ``until``."""
+    if until is None:
+        return await step
+    async with task_calls.deadline(max(0.0, until - time.monotonic())):
+        return await step
+
+
+async def _lean_unary(task_calls: _TaskCallConnections, path: str, request: bytes) -> bytes:
+    connection = await task_calls.get()
+    opened = await connection.open(path, request)
+    try:
+        reply = await opened.receive()
+        if reply is None:
+            raise grpclib.exceptions.ProtocolError("the server answered without a message")
+        if await opened.receive() is not None:
+            raise grpclib.exceptions.ProtocolError(
+                "the server answered a unary call with more than one message"
+            )
+    finally:
+        opened.close()
+    return reply
 
 
 #: How a client names itself to the cluster on the per-task calls.
@@ -1101,13 +1120,29 @@ class _TaskCallConnections:
     """
 
     def __init__(
-        self, endpoint: Endpoint, context: ssl.SSLContext | None, connect_timeout: float | None
+        self,
+        endpoint: Endpoint,
+        context: ssl.SSLContext | None,
+        connect_timeout: float | None,
+        backend: str,
     ) -> None:
         self.endpoint = endpoint
         self.context = context
         self.connect_timeout = connect_timeout
+        self.backend = backend
+        # The timeout of one call, as an async context manager. The timeout
+        # is kept here rather than sent as a grpc-timeout header: its value
+        # differs on every call, so HPACK would encode it anew each time, and
+        # the server would arm a timer of its own, on calls that take a
+        # millisecond. The server is not told; for these calls it has nothing
+        # to abandon. Under asyncio its own timeout is one timer handle, a
+        # quarter of the cost of an anyio cancel scope.
+        self.deadline: Callable[[float | None], Any] = _FailAfter
+        if sys.version_info >= (3, 11):
+            if backend == "asyncio":
+                self.deadline = asyncio.timeout
         self._current: _http2.Connection | None = None
-        self._lock: asyncio.Lock | None = None
+        self._lock: anyio.Lock | None = None
         # Connections told to go away, still finishing their calls.
         self._leaving: set[_http2.Connection] = set()
         self._closed = False
@@ -1117,7 +1152,7 @@ class _TaskCallConnections:
         if current is not None and current.usable:
             return current
         if self._lock is None:
-            self._lock = asyncio.Lock()
+            self._lock = anyio.Lock()
         async with self._lock:
             current = self._current
             if current is not None and current.usable:
@@ -1132,26 +1167,49 @@ class _TaskCallConnections:
 
     async def _connect(self) -> _http2.Connection:
         endpoint = self.endpoint
-        loop = asyncio.get_running_loop()
         authority = f"{endpoint.host}:{endpoint.port}"
         if ":" in endpoint.host:
             authority = f"[{endpoint.host}]:{endpoint.port}"
-        make = _http2.factory(
-            scheme="https" if self.context is not None else "http",
-            authority=authority,
-            user_agent=USER_AGENT,
-            max_message=MAX_MESSAGE_BYTES,
-        )
-        async with _deadline(self.connect_timeout):
-            _, connection = await loop.create_connection(
-                make,
-                endpoint.host,
-                endpoint.port,
-                ssl=self.context,
-                server_hostname=endpoint.host if self.context is not None else None,
-            )
+        settings: dict[str, Any] = {
+            "scheme": "https" if self.context is not None else "http",
+            "authority": authority,
+            "user_agent": USER_AGENT,
+            "max_message": MAX_MESSAGE_BYTES,
+        }
+        connection: _http2.Connection
+        with anyio.fail_after(self.connect_timeout):
+            if self.backend == "trio":
+                connection = await self._connect_trio(settings)
+            else:
+                _, connection = await asyncio.get_running_loop().create_connection(
+                    _http2.factory(**settings),
+                    endpoint.host,
+                    endpoint.port,
+                    ssl=self.context,
+                    server_hostname=endpoint.host if self.context is not None else None,
+                )
         # Not waiting here for the server's SETTINGS: the first call does, so
         # that a silent endpoint costs that call's timeout, as with grpclib.
+        return connection
+
+    async def _connect_trio(self, settings: dict[str, Any]) -> _http2.Connection:
+        import trio
+
+        endpoint = self.endpoint
+        stream: Any = await trio.open_tcp_stream(endpoint.host, endpoint.port)
+        if self.context is not None:
+            stream = trio.SSLStream(stream, self.context, server_hostname=endpoint.host)
+            try:
+                await stream.do_handshake()
+            except BaseException as exc:
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
+                # trio wraps the TLS failure; what it says is in the cause.
+                if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ is not None:
+                    raise exc.__cause__ from None
+                raise
+        connection = _http2.TrioConnection(stream, **settings)
+        connection.start()
         return connection
 
     async def aclose(self, bound: float = 5.0) -> None:
@@ -1162,9 +1220,9 @@ class _TaskCallConnections:
         self._leaving.clear()
         for connection in connections:
             connection.close()
-        for connection in connections:
-            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                await asyncio.wait_for(connection.lost.wait(), bound)
+        with anyio.move_on_after(bound):
+            for connection in connections:
+                await connection.lost.wait()
 
 
 def _path_call_name(path: str) -> str:
