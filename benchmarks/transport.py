@@ -2,10 +2,14 @@
 
 Client and server live in one process and talk over 127.0.0.1. For each of
 
-* ``flame/asyncio``: our transport under asyncio (grpclib on the caller's loop);
-* ``flame/trio``: our transport under trio (grpclib on a private asyncio loop
+* ``flame/asyncio``: our transport's stub path under asyncio (grpclib on the
+  caller's loop), the way the client makes its occasional calls;
+* ``flame/trio``: the same under trio (grpclib on a private asyncio loop
   in a worker thread; the server on another such loop, as the embedded
   cluster does);
+* ``lean/asyncio`` and ``lean/trio``: the path of the calls made once per
+  task (``Channel.call`` and ``Channel.open_stream``: ``flame._http2`` and
+  ``flame._wire``), which under trio runs in trio itself;
 * ``grpclib bare``: the generated grpclib stubs called directly under
   asyncio, without our transport: the floor our asyncio path stands on;
 * ``grpcio``: ``grpc.aio`` server and client, from stubs that ``grpc_tools``
@@ -37,6 +41,10 @@ import anyio
 
 from flame._proto import flame as pb
 from flame._transport import Channel, open_grpc_loop, serve
+from flame._wire import decode_task, encode_task_request
+
+GET_TASK = "/flame.Frontend/GetTask"
+WATCH_TASK = "/flame.Frontend/WatchTask"
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 IN_FLIGHT = 64
@@ -123,8 +131,9 @@ class Frontend(pb.FrontendBase):
             )
 
 
-async def ours(seconds: float, messages: int, direct: bool = False) -> dict[str, float]:
-    """Our transport; with ``direct`` (asyncio only) the bare grpclib stubs, for reference."""
+async def ours(seconds: float, messages: int, mode: str = "stub") -> dict[str, float]:
+    """Our transport: ``stub`` or ``lean`` path; ``direct`` (asyncio only) is the bare stubs."""
+    direct = mode == "direct"
     loop = open_grpc_loop()
     try:
         async with (
@@ -134,13 +143,24 @@ async def ours(seconds: float, messages: int, direct: bool = False) -> dict[str,
             stub = pb.FrontendStub(channel.grpc)
             request = pb.GetTaskRequest(task_id="7", session_id="3")
 
+            encoded = encode_task_request("7", "3")
+
             async def call() -> object:
                 if direct:
                     return await stub.get_task(request)
+                if mode == "lean":
+                    return await channel.call(GET_TASK, encoded, decode_task)
                 return await channel.unary(stub.get_task, request)
 
             async def watch(count: int) -> AsyncIterator[object]:
                 ask = pb.WatchTaskRequest(task_id=str(count), session_id="3")
+                if mode == "lean":
+                    async with channel.open_stream(
+                        WATCH_TASK, encode_task_request(str(count), "3"), decode_task
+                    ) as updates:
+                        async for update in updates:
+                            yield update
+                    return
                 if direct:
                     async for update in stub.watch_task(ask):
                         yield update
@@ -234,9 +254,12 @@ def main() -> None:
     args = parser.parse_args()
 
     results: dict[str, dict[str, float]] = {}
-    results["grpclib bare"] = anyio.run(ours, args.seconds, args.messages, True)
-    results["flame/asyncio"] = anyio.run(ours, args.seconds, args.messages, backend="asyncio")
-    results["flame/trio"] = anyio.run(ours, args.seconds, args.messages, backend="trio")
+    results["grpclib bare"] = anyio.run(ours, args.seconds, args.messages, "direct")
+    for mode, name in (("stub", "flame"), ("lean", "lean")):
+        for backend in ("asyncio", "trio"):
+            results[f"{name}/{backend}"] = anyio.run(
+                ours, args.seconds, args.messages, mode, backend=backend
+            )
     with tempfile.TemporaryDirectory(prefix="flame-bench-") as temp:
         modules = generate_grpcio(pathlib.Path(temp))
         results["grpcio"] = anyio.run(grpcio, args.seconds, args.messages, modules)
