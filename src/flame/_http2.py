@@ -195,6 +195,9 @@ class _HeaderDecoder:
         entries = table.dynamic_entries
         newest = entries[0] if entries else None
         count = len(entries)
+        # A resize of an empty table changes no entry, yet a block replayed
+        # from here would not redo it.
+        size = table.maxsize
         headers: dict[str, str] = {}
         decoded = cast("list[tuple[str, str]]", self._decoder.decode(block))
         for name, value in decoded:
@@ -203,7 +206,11 @@ class _HeaderDecoder:
                 headers[name] = f"{headers[name]},{value}"
             else:
                 headers[name] = value
-        if len(entries) == count and (entries[0] if entries else None) is newest:
+        if (
+            len(entries) == count
+            and (entries[0] if entries else None) is newest
+            and table.maxsize == size
+        ):
             if len(self._cache) >= HEADER_CACHE_SIZE:
                 self._cache.clear()
             self._cache[block] = headers
@@ -519,6 +526,10 @@ class Connection:
         The whole request is sent (or queued for the server's window) with
         the end of our side of the stream.
         """
+        if not self._settled:
+            # The first calls wait for the server's settings, its stream limit
+            # among them: only then can each tell whether there is room.
+            await self.ready()
         while len(self.streams) >= self._max_streams and self.usable:
             waiter = self.waiter()
             self._slot_waiters.append(waiter)
@@ -529,9 +540,6 @@ class Connection:
                 if waiter.done() and not waiter.cancelled():
                     self._wake_slot()
                 raise
-        if not self._settled:
-            # The first call waits for the server's settings: its limits.
-            await self.ready()
         if self._error is not None:
             raise self._error
         if self._going_away or self._next_stream_id > MAX_STREAM_ID:
