@@ -128,10 +128,13 @@ DEFAULT_WINDOW = 65_535
 DEFAULT_FRAME_SIZE = 16_384
 
 #: What we let the server send on one stream, and on the whole connection,
-#: before it waits for our WINDOW_UPDATE. Credit goes back as data arrives,
-#: in one update per half window, so these bound how often we send updates.
+#: before it waits for our WINDOW_UPDATE. Credit goes back in steps of half
+#: a window: for the connection as data arrives, for a stream as data
+#: arrives unless its caller has a step's worth of messages not taken yet
+#: (see Connection._credit), so an unread stream holds its server back.
 STREAM_WINDOW = 1 << 20
 CONNECTION_WINDOW = 16 << 20
+CREDIT_STEP = STREAM_WINDOW // 2
 
 #: Decoded header blocks remembered per connection.
 HEADER_CACHE_SIZE = 64
@@ -236,6 +239,7 @@ class Call:
         "_messages",
         "_outbound",
         "_partial",
+        "_queued",
         "_unacked",
         "_waiter",
         "send_window",
@@ -251,7 +255,11 @@ class Call:
         self._error: BaseException | None = None
         self._ended = False
         self._headers_seen = False
-        self._partial = b""
+        # The start of a message whose end has not come yet.
+        self._partial: bytearray | None = None
+        # Bytes of whole messages not taken yet, and bytes received that the
+        # server has not been given window for again.
+        self._queued = 0
         self._unacked = 0
         # The part of the request not sent yet, held back by flow control.
         self._outbound: memoryview | None = None
@@ -260,7 +268,11 @@ class Call:
         """The next message; None once the call has ended with OK."""
         while True:
             if self._messages:
-                return self._messages.popleft()
+                message = self._messages.popleft()
+                self._queued -= len(message)
+                if self._unacked >= CREDIT_STEP:
+                    self._connection._credit(self)
+                return message
             if self._error is not None:
                 raise self._error
             if self._ended:
@@ -344,7 +356,13 @@ class Call:
             return
         if self._error is not None:
             return
-        buffered = self._partial + data if self._partial else data
+        partial = self._partial
+        if partial is not None:
+            # Appended to, not rebuilt: a large message comes in many frames.
+            partial += data
+            buffered: bytes | bytearray = partial
+        else:
+            buffered = data
         position = 0
         size = len(buffered)
         limit = self._connection.max_message
@@ -370,9 +388,16 @@ class Call:
             end = position + 5 + length
             if end > size:
                 break
-            self._messages.append(buffered[position + 5 : end])
+            message = bytes(buffered[position + 5 : end])
+            self._messages.append(message)
+            self._queued += length
             position = end
-        self._partial = buffered[position:] if position < size else b""
+        if position == size:
+            self._partial = None
+        elif partial is None:
+            self._partial = bytearray(buffered[position:])
+        elif position:
+            del partial[:position]
         self._wake()
 
 
@@ -716,9 +741,20 @@ class Connection:
             self.reset(stream_id, CANCEL)
         else:
             call._unacked += size
-            if call._unacked >= STREAM_WINDOW // 2:
-                self._write(frame(WINDOW_UPDATE, 0, stream_id, _window_update.pack(call._unacked)))
-                call._unacked = 0
+            if call._unacked >= CREDIT_STEP:
+                self._credit(call)
+
+    def _credit(self, call: Call) -> None:
+        """Give the server window again for what the call has received.
+
+        Not while the caller has half a window of messages it has not taken:
+        a caller that stops reading a stream stops the server, rather than
+        letting messages pile up here. A message being received is not
+        counted, so one larger than the window still comes in whole.
+        """
+        if call._queued < CREDIT_STEP and self.streams.get(call.stream_id) is call:
+            self._write(frame(WINDOW_UPDATE, 0, call.stream_id, _window_update.pack(call._unacked)))
+            call._unacked = 0
 
     def _on_headers(self, flags: int, stream_id: int, payload: bytes) -> None:
         start, end = 0, len(payload)

@@ -517,6 +517,40 @@ async def test_large_replies_arrive_whole_as_the_client_gives_window_back() -> N
     assert connection.window_updates[0] >= 2
 
 
+async def test_a_stream_left_unread_holds_the_server_back_and_loses_nothing() -> None:
+    # 48 messages of 64 KiB: three times the stream's window. While the
+    # caller reads nothing, the client must stop giving window back, so the
+    # server stalls instead of the messages piling up in the client.
+    size = 64 * 1024
+    chunks = [bytes([i]) * size for i in range(48)]
+    sent: list[int] = []
+
+    async def handler(request: Request) -> None:
+        await request.respond()
+        for i, chunk in enumerate(chunks):
+            await request.send(grpc(chunk))
+            sent.append(i)
+        await request.finish()
+
+    async with serving(handler) as (server, channel):
+        async with channel.open_stream(WATCH, b"many", tagged) as items:
+            assert await items.__anext__() == ("decoded", chunks[0])
+            (request,) = server.opened
+
+            def stalled() -> bool:
+                return request.h2.local_flow_control_window(request.stream_id) <= 0
+
+            # Polled: the server stalls inside a send, which says nothing.
+            await wait_until(stalled, "the server running out of window")
+            # Held to the window plus the half the client may still credit
+            # while the caller is behind by less than half a window.
+            limit = _http2.STREAM_WINDOW + _http2.CREDIT_STEP
+            assert len(sent) * size <= limit + size
+            assert len(sent) < len(chunks)
+            rest = [item async for item in items]
+        assert rest == [("decoded", c) for c in chunks[1:]]
+
+
 # --------------------------------------------------------------------------
 # Stream limits
 
