@@ -504,6 +504,8 @@ class Connection:
         self.lost.set()
 
     def data_received(self, data: bytes) -> None:
+        if self._error is not None:
+            return  # shut: what the server still sends changes nothing
         buffer = self._buffer
         buffer += data
         view = memoryview(buffer)
