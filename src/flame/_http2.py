@@ -177,6 +177,15 @@ def grpc_message(payload: bytes) -> bytes:
     return b"\x00" + len(payload).to_bytes(4, "big") + payload
 
 
+class Unprocessed(GRPCError):
+    """UNAVAILABLE for a call the server has said it never processed.
+
+    A stream above a GOAWAY's last stream id, one reset with REFUSED_STREAM,
+    or one not started because the connection was closing: making the call
+    again, on a connection that works, cannot do anything twice.
+    """
+
+
 class _HeaderDecoder:
     """``hpack``'s decoder, remembering blocks that leave its table unchanged.
 
@@ -570,7 +579,9 @@ class Connection:
         if self._error is not None:
             raise self._error
         if self._going_away or self._next_stream_id > MAX_STREAM_ID:
-            raise StreamTerminatedError("the server is closing this connection")
+            raise Unprocessed(
+                Status.UNAVAILABLE, "the connection was closing; the call was not made"
+            )
         block = self._blocks.get(path)
         if block is None:
             block = self._blocks[path] = request_headers(
@@ -804,8 +815,16 @@ class Connection:
             return
         code = _window_update.unpack(payload)[0]
         name = ERROR_NAMES.get(code, f"error {code}")
-        status = RESET_STATUS.get(code, Status.INTERNAL)
-        call._fail(GRPCError(status, f"the server reset the call ({name})"))
+        if code == REFUSED_STREAM:
+            # RFC 9113, 8.7: the server did nothing with the stream.
+            error: GRPCError = Unprocessed(
+                Status.UNAVAILABLE, f"the server refused the call ({name}) before processing it"
+            )
+        else:
+            error = GRPCError(
+                RESET_STATUS.get(code, Status.INTERNAL), f"the server reset the call ({name})"
+            )
+        call._fail(error)
         self.forget(call)
 
     def _on_window_update(self, stream_id: int, payload: bytes) -> None:
@@ -870,7 +889,7 @@ class Connection:
             # Never seen by the server: safe to make again elsewhere.
             call = self.streams[stream_id]
             call._fail(
-                GRPCError(
+                Unprocessed(
                     Status.UNAVAILABLE,
                     f"the server is closing the connection ({detail}) and did not take the call",
                 )

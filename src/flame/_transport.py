@@ -1010,17 +1010,26 @@ class Channel:
             # cancel scope must not stay open across a generator's yield.
             until = None if timeout is None else time.monotonic() + timeout
             try:
-                connection = await _before(task_calls, until, task_calls.get())
-                opened = await _before(task_calls, until, connection.open(path, request))
-                try:
-                    while (
-                        message := await _before(task_calls, until, opened.receive())
-                    ) is not None:
-                        yield decode(message)
-                finally:
-                    # Before the server has ended it, this resets the stream:
-                    # the server learns at once that we left.
-                    opened.close()
+                for attempt in range(1, ATTEMPTS + 1):
+                    yielded = False
+                    try:
+                        connection = await _before(task_calls, until, task_calls.get())
+                        opened = await _before(task_calls, until, connection.open(path, request))
+                        try:
+                            while (
+                                message := await _before(task_calls, until, opened.receive())
+                            ) is not None:
+                                yielded = True
+                                yield decode(message)
+                        finally:
+                            # Before the server has ended it, this resets the
+                            # stream: the server learns at once that we left.
+                            opened.close()
+                        return
+                    except _http2.Unprocessed:
+                        # Made again only if nothing of it has been seen.
+                        if yielded or attempt == ATTEMPTS:
+                            raise
             except Exception as exc:
                 raise _grpc_failure(exc, call, self.endpoint, timeout) from None
 
@@ -1090,20 +1099,34 @@ async def _before(task_calls: _TaskCallConnections, until: float | None, step: A
         return await step
 
 
+#: How many times a call the server never processed is made (see
+#: ``_http2.Unprocessed``): a cluster restarting, or shedding load with
+#: REFUSED_STREAM, costs the call a retry rather than an error.
+ATTEMPTS = 3
+
+
 async def _lean_unary(task_calls: _TaskCallConnections, path: str, request: bytes) -> bytes:
-    connection = await task_calls.get()
-    opened = await connection.open(path, request)
-    try:
-        reply = await opened.receive()
-        if reply is None:
-            raise grpclib.exceptions.ProtocolError("the server answered without a message")
-        if await opened.receive() is not None:
-            raise grpclib.exceptions.ProtocolError(
-                "the server answered a unary call with more than one message"
-            )
-    finally:
-        opened.close()
-    return reply
+    for attempt in range(1, ATTEMPTS + 1):
+        connection = await task_calls.get()
+        try:
+            opened = await connection.open(path, request)
+            try:
+                reply = await opened.receive()
+                if reply is None:
+                    raise grpclib.exceptions.ProtocolError("the server answered without a message")
+                if await opened.receive() is not None:
+                    raise grpclib.exceptions.ProtocolError(
+                        "the server answered a unary call with more than one message"
+                    )
+            finally:
+                opened.close()
+        except _http2.Unprocessed as exc:
+            if attempt == ATTEMPTS:
+                raise
+            log.debug("%s was not processed (%s); making it again", path, exc.message)
+            continue
+        return reply
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 #: How a client names itself to the cluster on the per-task calls.

@@ -35,7 +35,7 @@ from _h2_server import (
 from hyperframe.frame import ContinuationFrame, DataFrame, GoAwayFrame, HeadersFrame
 from transport_helpers import wait_until
 
-from flame import FlameError, FlameErrorCode, _http2
+from flame import FlameError, FlameErrorCode, _http2, _transport
 from flame._transport import MAX_MESSAGE_BYTES, Channel
 
 GET = "/flame.Frontend/GetTask"
@@ -731,17 +731,19 @@ async def test_a_ping_is_answered_with_its_own_payload_during_a_call_and_idle() 
     assert connection.ping_acks == [b"mid-call", idle]
 
 
-async def test_goaway_fails_only_the_calls_the_server_did_not_take() -> None:
+async def test_goaway_remakes_only_the_calls_the_server_did_not_take() -> None:
     release = anyio.Event()
+    first: list[ServerConnection] = []
 
     async def handler(request: Request) -> None:
+        first.append(request.connection)
         if request.message == b"taken":
             await release.wait()
             await echo(request)
-        elif request.message == b"after":
-            await echo(request)
+        elif request.connection is first[0]:
+            await anyio.sleep_forever()  # held until the GOAWAY
         else:
-            await anyio.sleep_forever()
+            await echo(request)
 
     async with serving(handler) as (server, channel):
         results: dict[bytes, Any] = {}
@@ -764,21 +766,57 @@ async def test_goaway_fails_only_the_calls_the_server_did_not_take() -> None:
                 0, last_stream_id=taken.stream_id, error_code=0, additional_data=b"restarting"
             )
             await old.send_raw(lambda: [goaway])
-            # It fails at once, while the taken call is still held.
+            # Made again at once on a new connection, while the taken call is
+            # still held on the old one.
             await not_taken_done.wait()
             assert b"taken" not in results
             release.set()
         # The last call over, the client closes the connection it was told to leave.
         await server.wait_for(lambda: old.closed)
-        accepted = server.accepted
-        assert await call(channel, b"after") == ("decoded", b"echo:after")
-        assert server.requests[-1].connection is not old
-        assert server.accepted == accepted + 1
-    assert results[b"taken"] == ("decoded", b"echo:taken")
-    error = results[b"not taken"]
-    assert isinstance(error, FlameError)
-    assert error.code is FlameErrorCode.UNAVAILABLE
-    assert "NO_ERROR: restarting" in error.message
+    assert results == {
+        b"taken": ("decoded", b"echo:taken"),
+        b"not taken": ("decoded", b"echo:not taken"),
+    }
+    remade = server.requests[2]
+    assert remade.message == b"not taken"
+    assert remade.connection is not old
+
+
+async def test_a_call_refused_before_processing_is_made_again() -> None:
+    refusals = {b"once": 1, b"always": _transport.ATTEMPTS}
+    seen: dict[bytes, int] = {}
+
+    async def handler(request: Request) -> None:
+        name = request.message
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] <= refusals.get(name, 0):
+            await request.reset(Errors.REFUSED_STREAM)
+        else:
+            await echo(request)
+
+    async with serving(handler) as (server, channel):
+        assert await call(channel, b"once") == ("decoded", b"echo:once")
+        assert await watch(channel, b"once-stream") == [("decoded", b"echo:once-stream")]
+        with pytest.raises(FlameError) as raised:
+            await call(channel, b"always")
+        # The same connection throughout: a refused stream does not end it.
+        assert len({id(request.connection) for request in server.requests}) == 1
+    assert seen == {b"once": 2, b"once-stream": 1, b"always": _transport.ATTEMPTS}
+    assert raised.value.code is FlameErrorCode.UNAVAILABLE
+    assert "refused the call (REFUSED_STREAM) before processing it" in raised.value.message
+
+
+async def test_a_stream_refused_after_its_first_message_is_not_made_again() -> None:
+    async def handler(request: Request) -> None:
+        await request.respond()
+        await request.send_messages(b"first")
+        await request.reset(Errors.REFUSED_STREAM)
+
+    async with serving(handler) as (server, channel):
+        first, error = await watch(channel, b"stream")
+    assert first == ("decoded", b"first")
+    assert isinstance(error, FlameError) and error.code is FlameErrorCode.UNAVAILABLE
+    assert len(server.requests) == 1
 
 
 # --------------------------------------------------------------------------
