@@ -1030,6 +1030,7 @@ class Channel:
                         # Made again only if nothing of it has been seen.
                         if yielded or attempt == ATTEMPTS:
                             raise
+                        await _pause_before_retry(connection, attempt, path)
             except Exception as exc:
                 raise _grpc_failure(exc, call, self.endpoint, timeout) from None
 
@@ -1104,6 +1105,21 @@ async def _before(task_calls: _TaskCallConnections, until: float | None, step: A
 #: REFUSED_STREAM, costs the call a retry rather than an error.
 ATTEMPTS = 3
 
+#: The pause before making again a call that a still working connection
+#: refused (REFUSED_STREAM: the server sheds load), times 4 at each attempt.
+#: A call the server did not take because the connection is going goes again
+#: at once, on a new connection.
+RETRY_PAUSE = 0.01
+
+
+async def _pause_before_retry(connection: _http2.Connection, attempt: int, path: str) -> None:
+    log.debug("%s was not processed; making it again (attempt %d)", path, attempt + 1)
+    if connection.usable:
+        await _sleep(RETRY_PAUSE * 4 ** (attempt - 1))
+
+
+_sleep = anyio.sleep  # the tests watch the pauses here
+
 
 async def _lean_unary(task_calls: _TaskCallConnections, path: str, request: bytes) -> bytes:
     for attempt in range(1, ATTEMPTS + 1):
@@ -1120,10 +1136,10 @@ async def _lean_unary(task_calls: _TaskCallConnections, path: str, request: byte
                     )
             finally:
                 opened.close()
-        except _http2.Unprocessed as exc:
+        except _http2.Unprocessed:
             if attempt == ATTEMPTS:
                 raise
-            log.debug("%s was not processed (%s); making it again", path, exc.message)
+            await _pause_before_retry(connection, attempt, path)
             continue
         return reply
     raise AssertionError("unreachable")  # pragma: no cover

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import h2.errors
 import h2.settings
 import hpack
@@ -731,7 +732,15 @@ async def test_a_ping_is_answered_with_its_own_payload_during_a_call_and_idle() 
     assert connection.ping_acks == [b"mid-call", idle]
 
 
-async def test_goaway_remakes_only_the_calls_the_server_did_not_take() -> None:
+async def test_goaway_remakes_only_the_calls_the_server_did_not_take(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pauses: list[float] = []
+
+    async def recorded_sleep(delay: float) -> None:
+        pauses.append(delay)
+
+    monkeypatch.setattr(_transport, "_sleep", recorded_sleep)
     release = anyio.Event()
     first: list[ServerConnection] = []
 
@@ -780,11 +789,21 @@ async def test_goaway_remakes_only_the_calls_the_server_did_not_take() -> None:
     remade = server.requests[2]
     assert remade.message == b"not taken"
     assert remade.connection is not old
+    assert pauses == []  # a new connection is tried at once
 
 
-async def test_a_call_refused_before_processing_is_made_again() -> None:
+async def test_a_call_refused_before_processing_is_made_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     refusals = {b"once": 1, b"always": _transport.ATTEMPTS}
     seen: dict[bytes, int] = {}
+    pauses: list[float] = []
+
+    async def recorded_sleep(delay: float) -> None:
+        pauses.append(delay)
+        await anyio.lowlevel.checkpoint()
+
+    monkeypatch.setattr(_transport, "_sleep", recorded_sleep)
 
     async def handler(request: Request) -> None:
         name = request.message
@@ -802,6 +821,9 @@ async def test_a_call_refused_before_processing_is_made_again() -> None:
         # The same connection throughout: a refused stream does not end it.
         assert len({id(request.connection) for request in server.requests}) == 1
     assert seen == {b"once": 2, b"once-stream": 1, b"always": _transport.ATTEMPTS}
+    # The connection still worked: each retry waited, longer each time.
+    pause = _transport.RETRY_PAUSE
+    assert pauses == [pause, pause, pause * 4]
     assert raised.value.code is FlameErrorCode.UNAVAILABLE
     assert "refused the call (REFUSED_STREAM) before processing it" in raised.value.message
 
