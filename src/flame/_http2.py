@@ -32,6 +32,7 @@ call's stream the moment the call is abandoned.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import collections
 import logging
@@ -414,7 +415,7 @@ class Call:
         self._wake()
 
 
-class Connection:
+class Connection(abc.ABC):
     """One HTTP/2 connection carrying this client's calls: the protocol, not the I/O.
 
     :meth:`open` starts a call; the first waits for the server's SETTINGS,
@@ -478,21 +479,25 @@ class Connection:
 
     # -- what a driver provides ----------------------------------------------
 
+    @abc.abstractmethod
     def _event(self) -> Any:
-        raise NotImplementedError  # pragma: no cover - each driver has its own
+        """A new event of the driver's backend: ``set()``, ``is_set()``, ``await wait()``."""
 
+    @abc.abstractmethod
     def waiter(self) -> Any:
-        raise NotImplementedError  # pragma: no cover
+        """A new waiter for :meth:`park`: ``done()``, ``cancelled()``, ``set_result(None)``."""
 
+    @abc.abstractmethod
     async def park(self, waiter: Any) -> None:
-        raise NotImplementedError  # pragma: no cover
+        """Wait until ``waiter`` is woken by ``set_result``; a cancellation ends the wait."""
 
+    @abc.abstractmethod
     def _write(self, data: bytes) -> None:
-        raise NotImplementedError  # pragma: no cover
+        """Send ``data`` after everything written before; nothing once closing."""
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Close the socket; calls still open fail as the connection is lost."""
-        raise NotImplementedError  # pragma: no cover
 
     # -- what a driver calls ---------------------------------------------------
 
