@@ -59,7 +59,10 @@ applications:
         ("applications: [{name: a, colour: 1}]\n", ["unknown key(s) colour"]),
         ("policy: priority\n", ["proportion"]),
         ("slot: lots\n", ["cpu=1,mem=2g"]),
-        ("storage: redis://x\n", ["'mem'"]),
+        ("storage: redis://x\n", ["'mem'", "sqlite://<path>"]),
+        ("storage: 'sqlite://'\n", ["names no file"]),
+        ("storage: 'sqlite://:memory:'\n", ["database file", "'mem'"]),
+        ("storage: 'sqlite://flame.db?mode=rwc'\n", ["'?'"]),
         ("endpoint: nowhere\n", ["endpoint"]),
         ("endpoint: https://127.0.0.1:1\n", ["plain http"]),
         ("a: [\n", ["not valid YAML"]),
@@ -80,14 +83,6 @@ def test_missing_file_and_bad_values() -> None:
         ClusterConfig.load("/nonexistent/flame-conf.yaml")
     with pytest.raises(FlameError, match="1 or more"):
         ClusterConfig(slots=0)
-
-
-async def test_sqlite_storage_runs_in_memory_with_a_warning(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    async with LocalCluster(ClusterConfig(slots=1, storage="sqlite://flame.db")) as cluster:
-        assert cluster.endpoint.startswith("http://127.0.0.1:")
-    assert any("in memory" in record.getMessage() for record in caplog.records)
 
 
 async def test_a_config_application_the_cluster_cannot_run_stops_the_start() -> None:

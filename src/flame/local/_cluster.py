@@ -10,8 +10,10 @@ either backend.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from collections.abc import Iterable
+import os
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -25,7 +27,7 @@ from ._config import ApplicationConfig, ClusterConfig
 from ._executors import ExecutorPool
 from ._frontend import Frontend
 from ._sessions import SessionManager
-from ._storage import MemoryStorage, Storage
+from ._storage import MemoryStorage, SqliteStorage, Storage
 
 __all__ = ["LocalCluster"]
 
@@ -33,52 +35,89 @@ log = logging.getLogger("flame.local")
 
 
 def _make_storage(config: ClusterConfig) -> Storage:
-    if config.storage != "mem":
-        log.warning(
-            "storage %r: this embedded cluster keeps its state in memory; it is gone when "
-            "the cluster stops",
-            config.storage,
-        )
-    return MemoryStorage()
+    path = config.storage_path
+    if path is None:
+        return MemoryStorage()
+    storage = SqliteStorage(path)
+    log.info("keeping state in %s", os.path.abspath(path))
+    return storage
+
+
+def _register(manager: SessionManager, app: ApplicationConfig) -> None:
+    """Register an application of the config; one the store already holds is updated to it."""
+    spec = app.spec()
+    known = manager.storage.get_application(app.name)
+    if known is None:
+        problem = manager.register_application(app.name, spec)
+    elif known.spec != spec:
+        # The config says what the application is now; sessions created with
+        # the stored one keep it.
+        problem = manager.update_application(app.name, spec)
+    else:
+        problem = None
+    if problem is not None:
+        raise FlameError(FlameErrorCode.INVALID_CONFIG, f"cannot register: {problem}")
 
 
 async def _run_cluster(
-    config: ClusterConfig, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED
+    config: ClusterConfig,
+    *,
+    task_status: anyio.abc.TaskStatus[tuple[str, SessionManager]] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the cluster until cancelled; ``task_status`` gets its endpoint once it serves."""
+    """Run the cluster until cancelled.
+
+    ``task_status`` gets its endpoint and its session manager once it serves.
+    """
     pool = ExecutorPool(config.slots)
-    manager = SessionManager(
-        _make_storage(config),
-        capacity=config.slots,
-        max_message_bytes=config.max_message_bytes,
-        listener=pool,
-    )
-    pool.attach(manager)
-    for app in config.applications:
-        problem = manager.register_application(app.name, app.spec())
-        if problem is not None:
-            raise FlameError(FlameErrorCode.INVALID_CONFIG, f"cannot register: {problem}")
-    # We are on asyncio here, whatever the caller runs: this loop is the caller's.
-    loop = open_grpc_loop()
+    storage = _make_storage(config)
     try:
+        manager = SessionManager(
+            storage,
+            capacity=config.slots,
+            max_message_bytes=config.max_message_bytes,
+            listener=pool,
+        )
+    except BaseException:
+        storage.close()
+        raise
+    pool.attach(manager)
+    try:
+        for app in config.applications:
+            _register(manager, app)
+        # We are on asyncio here, whatever the caller runs: this loop is the caller's.
+        loop = open_grpc_loop()
         async with (
             serve(loop, [Frontend(manager)], host=config.host, port=config.port) as server,
             anyio.create_task_group() as tg,
         ):
             pool.task_group = tg
+            if isinstance(storage, SqliteStorage):
+                tg.start_soon(storage.write_behind, name="flame storage writer")
+            manager.resume()
             log.info(
                 "cluster %r serving on %s with %d executor slot(s)",
                 config.name,
                 server.address,
                 config.slots,
             )
-            task_status.started(server.address)
+            task_status.started((str(server.address), manager))
             try:
                 await anyio.sleep_forever()
             finally:
+                # Before the executors stop: what they were running stays
+                # Running in the store, to run again at the next start.
+                manager.stop()
                 tg.cancel_scope.cancel()
     finally:
+        manager.stop()
         log.info("cluster %r stopped", config.name)
+
+
+async def _stop(manager: SessionManager) -> None:
+    # Before the cluster is cancelled: cancelling also stops the server,
+    # whose calls, watches included, would end without a word to the client.
+    manager.stop()
+    await manager.watches_ended()
 
 
 class LocalCluster:
@@ -94,6 +133,10 @@ class LocalCluster:
     CPUs), and registers the config's applications before it answers. Leaving
     the ``async with`` stops the server, the executors and every child process
     they started. Works under asyncio and under trio.
+
+    With ``sqlite://<path>`` storage the state is kept in that file, and a
+    cluster started on it again carries on: tasks that were running when it
+    stopped run again. The file is closed when the cluster stops.
     """
 
     def __init__(
@@ -115,6 +158,7 @@ class LocalCluster:
         self.config = attrs.evolve(config, **changes) if changes else config
         self._endpoint: str | None = None
         self._stack: contextlib.AsyncExitStack | None = None
+        self._stop: Callable[[], Awaitable[None]] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -133,13 +177,16 @@ class LocalCluster:
         try:
             loop = open_grpc_loop()
             stack.push_async_callback(loop.aclose)
-            endpoint = await stack.enter_async_context(loop.background(_run_cluster, self.config))
+            endpoint, manager = await stack.enter_async_context(
+                loop.background(_run_cluster, self.config)
+            )
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await stack.aclose()
             raise
         self._stack = stack
-        self._endpoint = str(endpoint)
+        self._endpoint = endpoint
+        self._stop = functools.partial(loop.run, _stop, manager)
         return self
 
     async def __aexit__(
@@ -149,7 +196,11 @@ class LocalCluster:
         tb: TracebackType | None,
     ) -> bool | None:
         stack, self._stack = self._stack, None
+        stop, self._stop = self._stop, None
         self._endpoint = None
         if stack is None:
             return None
+        if stop is not None:
+            with anyio.CancelScope(shield=True):
+                await stop()
         return await stack.__aexit__(exc_type, exc, tb)

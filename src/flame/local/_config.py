@@ -115,6 +115,32 @@ def _environments(value: Any, where: str) -> dict[str, str]:
     raise _bad(where, "`environments` is a list of NAME=VALUE strings or a mapping")
 
 
+def _sqlite_path(storage: str) -> str:
+    """The file named by ``sqlite://<path>``; INVALID_CONFIG for anything else."""
+    prefix = "sqlite://"
+    if not storage.startswith(prefix):
+        raise _bad(
+            "storage",
+            f"{storage!r}: use 'mem' (gone when the cluster stops) or 'sqlite://<path>' "
+            "(a database file, kept across restarts)",
+        )
+    path = storage[len(prefix) :]
+    if not path:
+        raise _bad("storage", f"{storage!r} names no file; use 'sqlite://flame.db', say")
+    if path == ":memory:" or path.startswith("file:"):
+        raise _bad(
+            "storage",
+            f"{storage!r}: give a database file, like 'sqlite://flame.db', "
+            "or 'mem' to keep nothing across restarts",
+        )
+    if "?" in path:
+        raise _bad(
+            "storage",
+            f"{storage!r}: options after '?' are not supported; give the path alone",
+        )
+    return path
+
+
 def _default_slots() -> int:
     return os.cpu_count() or 1
 
@@ -125,6 +151,9 @@ class ClusterConfig:
 
     ``endpoint`` None means 127.0.0.1 on a free port. ``slots`` is the
     executor capacity (a session asks for some slots per executor).
+    ``storage`` is ``mem`` (nothing is kept when the cluster stops) or
+    ``sqlite://<path>``: a database file, created if missing, relative to the
+    current directory unless absolute (``sqlite:///var/lib/flame.db``).
     """
 
     name: str = "flame"
@@ -145,8 +174,8 @@ class ClusterConfig:
             raise _bad("policy", f"{self.policy!r}: this cluster schedules by 'proportion' only")
         if not _SLOT.match(self.slot):
             raise _bad("slot", f"{self.slot!r} is not like 'cpu=1,mem=2g'")
-        if self.storage != "mem" and not self.storage.startswith("sqlite://"):
-            raise _bad("storage", f"{self.storage!r}: use 'mem' (or 'sqlite://<path>')")
+        if self.storage != "mem":
+            _sqlite_path(self.storage)
         if self.endpoint is not None:
             endpoint = Endpoint.parse(self.endpoint)
             if endpoint.tls:
@@ -155,6 +184,11 @@ class ClusterConfig:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise _bad("applications", f"listed more than once: {', '.join(duplicates)}")
+
+    @property
+    def storage_path(self) -> str | None:
+        """The database file of ``sqlite://<path>`` storage; None for ``mem``."""
+        return None if self.storage == "mem" else _sqlite_path(self.storage)
 
     @property
     def host(self) -> str:

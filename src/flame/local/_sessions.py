@@ -17,6 +17,15 @@ The rules are those of a v0.4 session manager:
 Besides what v0.4 offers, a closed session can be opened again, and a task
 that is not running can be deleted.
 
+The manager starts from what its store holds (nothing, for a fresh one):
+sessions come back open or closed as they were, a task that was Running goes
+back to Pending to run again (its executor is gone), the pending tasks of an
+open session are queued again in id order, and the counters of each session
+are counted again from its tasks. :meth:`SessionManager.resume` hands that
+work to the executors once they can take it. :meth:`SessionManager.stop`
+closes the store: the state it keeps is the state at that moment, a task
+running then included, and the manager changes nothing more.
+
 Everything here runs on one event loop and never awaits in the middle of a
 change, so no lock is needed. The hot path (create a task, hand it to an
 executor, finish it, tell its watchers) is O(1).
@@ -43,6 +52,7 @@ __all__ = ["SessionManager", "SessionRuntime", "WorkListener"]
 log = logging.getLogger("flame.local.sessions")
 
 _FINAL = (pb.TaskState.Succeed, pb.TaskState.Failed)
+_STOPPING = "the cluster is stopping; try again once it runs again"
 
 
 def _now() -> int:
@@ -122,11 +132,12 @@ class SessionRuntime:
 class _Watch:
     """One WatchTask stream: the states it has still to send."""
 
-    __slots__ = ("event", "states")
+    __slots__ = ("event", "states", "stopped")
 
     def __init__(self) -> None:
         self.states: list[pb.TaskState | None] = []  # None: the task was deleted
         self.event = anyio.Event()
+        self.stopped = False
 
 
 class SessionManager:
@@ -146,6 +157,103 @@ class SessionManager:
         self.listener = listener
         self._runtimes: dict[int, SessionRuntime] = {}
         self._watches: dict[tuple[int, int], list[_Watch]] = {}
+        self._stopped = False
+        self._watches_gone: anyio.Event | None = None
+        self._recover()
+
+    # ------------------------------------------------------------------
+    # Starting and stopping
+
+    def _recover(self) -> None:
+        storage = self.storage
+        for message in storage.sessions():
+            assert message.metadata is not None and message.spec is not None
+            session_id = int(message.metadata.id)
+            app = storage.session_application(session_id)
+            if app is None:
+                raise FlameError(
+                    FlameErrorCode.INVALID_CONFIG,
+                    f"the store holds session {session_id} without its application "
+                    f"{message.spec.application!r}; it cannot be run",
+                )
+            rt = SessionRuntime(session_id, message, app)
+            status = rt.status
+            counted = pb.SessionStatus(
+                state=status.state,
+                creation_time=status.creation_time,
+                completion_time=status.completion_time,
+            )
+            requeued = 0
+            for task_id, task in storage.tasks(session_id):
+                task_status = task.status
+                assert task_status is not None
+                if task_status.state == pb.TaskState.Running:
+                    # Its executor went with the cluster that stopped: run it again.
+                    task_status.state = pb.TaskState.Pending
+                    storage.save_task(session_id, task_id, task)
+                    requeued += 1
+                if task_status.state == pb.TaskState.Pending:
+                    rt.pending.append((task_id, task))
+                self._count(counted, task_status.state, 1)
+            if counted != status:
+                message.status = counted
+                storage.save_session(session_id, message, app)
+            self._runtimes[session_id] = rt
+            if requeued:
+                log.info(
+                    "session %d: %d task(s) were running when the cluster stopped; they run again",
+                    session_id,
+                    requeued,
+                )
+        if self._runtimes:
+            log.info(
+                "recovered %d session(s), %d of them open",
+                len(self._runtimes),
+                sum(rt.is_open for rt in self._runtimes.values()),
+            )
+
+    def resume(self) -> None:
+        """Hand the pending tasks found in the store to the executors."""
+        if self.listener is None:
+            return
+        for rt in list(self._runtimes.values()):
+            if rt.is_open and rt.pending:
+                self.listener.work_added(rt)
+
+    def stop(self) -> None:
+        """Keep the state as it is now, and close the store.
+
+        From now on the manager refuses changes and ignores what executors
+        report: a task running now stays Running in the store, so that a
+        cluster started on it runs the task again. Every watch ends with
+        an error saying the cluster stopped, not with a state the task is
+        not in.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        for watches in self._watches.values():
+            for watch in watches:
+                watch.stopped = True
+                watch.event.set()
+        if self.listener is not None:
+            for rt in list(self._runtimes.values()):
+                self.listener.session_closed(rt)
+        self.storage.close()
+
+    async def watches_ended(self, limit: float = 1.0) -> None:
+        """Give the watches :meth:`stop` ended ``limit`` seconds to tell their clients so."""
+        if not self._watches:
+            return
+        self._watches_gone = anyio.Event()
+        with anyio.move_on_after(limit, shield=True):
+            await self._watches_gone.wait()
+            # Their handlers send the error after the watch is gone.
+            await anyio.sleep(0.01)
+
+    def _refuse_if_stopped(self) -> None:
+        if self._stopped:
+            raise _state(_STOPPING)
 
     # ------------------------------------------------------------------
     # Applications
@@ -178,6 +286,8 @@ class SessionManager:
 
     def register_application(self, name: str, spec: pb.ApplicationSpec | None) -> str | None:
         """Register ``name``; return None, or why it was refused (for a Result)."""
+        if self._stopped:
+            return _STOPPING
         if self.storage.get_application(name) is not None:
             return f"application {name!r} is already registered; unregister it first"
         problem = self.check_application(name, spec)
@@ -194,6 +304,7 @@ class SessionManager:
 
     def update_application(self, name: str, spec: pb.ApplicationSpec | None) -> str | None:
         """Replace the spec of ``name``; sessions already created keep the old one."""
+        self._refuse_if_stopped()
         app = self._application(name)
         problem = self.check_application(name, spec)
         if problem is not None:
@@ -205,6 +316,7 @@ class SessionManager:
         return None
 
     def unregister_application(self, name: str) -> None:
+        self._refuse_if_stopped()
         self._application(name)
         users = sorted(
             rt.id for rt in self._runtimes.values() if rt.is_open and rt.app.metadata.name == name
@@ -235,6 +347,7 @@ class SessionManager:
     # Sessions
 
     def create_session(self, spec: pb.SessionSpec | None) -> pb.Session:
+        self._refuse_if_stopped()
         if spec is None:
             raise _invalid("CreateSession needs `session` (a SessionSpec naming the application)")
         if not spec.application:
@@ -262,7 +375,7 @@ class SessionManager:
             spec=pb.SessionSpec(application=spec.application, slots=slots, common_data=common),
             status=pb.SessionStatus(state=pb.SessionState.Open, creation_time=_now()),
         )
-        self.storage.save_session(session_id, message)
+        self.storage.save_session(session_id, message, app)
         self._runtimes[session_id] = SessionRuntime(session_id, message, app)
         log.info("created session %d of application %r", session_id, spec.application)
         return message
@@ -282,15 +395,17 @@ class SessionManager:
 
     def open_session(self, session_text: str) -> pb.Session:
         """Open a closed session again; an open one is returned as it is."""
+        self._refuse_if_stopped()
         rt = self.runtime(session_text)
         if not rt.is_open:
             rt.status.state = pb.SessionState.Open
             rt.status.completion_time = None
-            self.storage.save_session(rt.id, rt.message)
+            self.storage.save_session(rt.id, rt.message, rt.app)
             log.info("opened session %d again", rt.id)
         return rt.message
 
     def close_session(self, session_text: str) -> pb.Session:
+        self._refuse_if_stopped()
         rt = self.runtime(session_text)
         status = rt.status
         if not rt.is_open:
@@ -302,13 +417,14 @@ class SessionManager:
             )
         status.state = pb.SessionState.Closed
         status.completion_time = _now()
-        self.storage.save_session(rt.id, rt.message)
+        self.storage.save_session(rt.id, rt.message, rt.app)
         log.info("closed session %d", rt.id)
         if self.listener is not None:
             self.listener.session_closed(rt)
         return rt.message
 
     def delete_session(self, session_text: str) -> pb.Session:
+        self._refuse_if_stopped()
         rt = self.runtime(session_text)
         if rt.is_open:
             raise _state(f"session {rt.id} is open; close it before deleting it")
@@ -323,6 +439,7 @@ class SessionManager:
     # Tasks
 
     def create_task(self, spec: pb.TaskSpec | None) -> pb.Task:
+        self._refuse_if_stopped()
         if spec is None:
             raise _invalid("CreateTask needs `task` (a TaskSpec naming the session)")
         if not spec.session_id:
@@ -367,6 +484,7 @@ class SessionManager:
         return self._task(task_text, session_text)[2]
 
     def delete_task(self, task_text: str, session_text: str) -> pb.Task:
+        self._refuse_if_stopped()
         rt, task_id, task = self._task(task_text, session_text)
         state = task.status.state
         if state == pb.TaskState.Running:
@@ -381,7 +499,7 @@ class SessionManager:
 
     def take_task(self, rt: SessionRuntime) -> tuple[int, pb.Task] | None:
         """Hand the oldest pending task of ``rt`` to an executor: it is now Running."""
-        if not rt.pending:
+        if not rt.pending or self._stopped:
             return None
         task_id, task = rt.pending.popleft()
         task.status.state = pb.TaskState.Running
@@ -396,6 +514,10 @@ class SessionManager:
         self, rt: SessionRuntime, task_id: int, task: pb.Task, ok: bool, output: bytes | None
     ) -> None:
         """Mark a running task Succeed (``ok``) or Failed, with its output."""
+        if self._stopped:
+            # An executor stopped with the cluster: the task is not done, and
+            # stays Running in the store, to run again.
+            return
         state = pb.TaskState.Succeed if ok else pb.TaskState.Failed
         task.spec.output = output
         status = task.status
@@ -440,6 +562,8 @@ class SessionManager:
         if status.state in _FINAL:
             yield task
             return
+        if self._stopped:
+            raise _stopping(task_id, rt.id)
         key = (rt.id, task_id)
         watch = _Watch()
         self._watches.setdefault(key, []).append(watch)
@@ -460,6 +584,9 @@ class SessionManager:
                 if any(state in _FINAL for state in states):
                     yield task
                     return
+                if watch.stopped:
+                    # No state to send: the manager is frozen with the task unfinished.
+                    raise _stopping(task_id, rt.id)
                 if None in states:
                     raise _not_found(f"task {task_id} of session {rt.id} was deleted")
                 state = states[-1]
@@ -471,6 +598,14 @@ class SessionManager:
                 watches.remove(watch)
                 if not watches:
                     del self._watches[key]
+                    if not self._watches and self._watches_gone is not None:
+                        self._watches_gone.set()
+
+
+def _stopping(task_id: int, session_id: int) -> FlameError:
+    return _state(
+        f"the cluster is stopping; task {task_id} of session {session_id} did not finish here"
+    )
 
 
 def _snapshot(task: pb.Task, state: pb.TaskState) -> pb.Task:

@@ -1,0 +1,643 @@
+"""Storage: SqliteStorage against MemoryStorage, and a cluster restarted on its file."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sqlite3
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flame._errors import FlameError, FlameErrorCode
+from flame._proto import flame as pb
+from flame._transport import Channel
+from flame._wire import WireTask
+from flame.local import ApplicationConfig, ClusterConfig, LocalCluster
+from flame.local._sessions import SessionManager
+from flame.local._storage import MemoryStorage, SqliteStorage, Storage
+
+from .conftest import Client, wait_until
+from .test_command import _first_line, _flame_local, _free_port
+
+# --------------------------------------------------------------------------
+# The two stores give the same answers
+
+
+def _app(name: str, shim: pb.Shim = pb.Shim.Log, command: str | None = None) -> pb.Application:
+    return pb.Application(
+        metadata=pb.Metadata(id=name, name=name),
+        spec=pb.ApplicationSpec(shim=shim, command=command, arguments=["-x"]),
+        status=pb.ApplicationStatus(state=pb.ApplicationState.Enabled, creation_time=7),
+    )
+
+
+def _session(session_id: int, app: str) -> pb.Session:
+    return pb.Session(
+        metadata=pb.Metadata(id=str(session_id), name=str(session_id)),
+        spec=pb.SessionSpec(application=app, slots=1, common_data=b"common"),
+        status=pb.SessionStatus(state=pb.SessionState.Open, creation_time=11),
+    )
+
+
+def _task(session_id: int, task_id: int, data: bytes | None) -> pb.Task:
+    return WireTask(
+        metadata=pb.Metadata(id=str(task_id), name=str(task_id)),
+        spec=pb.TaskSpec(session_id=str(session_id), input=data),
+        status=pb.TaskStatus(state=pb.TaskState.Pending, creation_time=13),
+    )
+
+
+NAMES = ["a", "b", "c"]
+
+#: One operation on a store, as the session manager would make it. Indexes
+#: pick among the sessions and tasks that exist (modulo their number), so
+#: most operations hit something.
+OPS = st.one_of(
+    st.tuples(st.just("save_app"), st.sampled_from(NAMES), st.sampled_from(list(pb.Shim))),
+    st.tuples(st.just("delete_app"), st.sampled_from(NAMES)),
+    st.tuples(st.just("create_session"), st.sampled_from(NAMES)),
+    st.tuples(st.just("close_session"), st.integers(0, 5)),
+    st.tuples(st.just("delete_session"), st.integers(0, 5)),
+    st.tuples(
+        st.just("create_task"), st.integers(0, 5), st.one_of(st.none(), st.binary(max_size=20))
+    ),
+    st.tuples(
+        st.just("finish_task"),
+        st.integers(0, 5),
+        st.integers(0, 10),
+        st.sampled_from(list(pb.TaskState)),
+        st.one_of(st.none(), st.binary(max_size=20)),
+    ),
+    st.tuples(st.just("delete_task"), st.integers(0, 5), st.integers(0, 10)),
+    st.tuples(st.just("flush")),
+    st.tuples(st.just("reopen")),
+)
+
+
+def _pick(items: list[Any], index: int) -> Any:
+    return items[index % len(items)] if items else None
+
+
+def _apply(store: Storage, op: tuple[Any, ...]) -> Any:
+    """Do ``op`` on ``store``; what it answered, for comparison."""
+    kind = op[0]
+    session_ids = [int(s.metadata.id) for s in store.sessions()]
+    if kind == "save_app":
+        app = _app(op[1], op[2], command=f"cmd-{op[2].name}")
+        store.save_application(app)
+        return None
+    if kind == "delete_app":
+        store.delete_application(op[1])
+        return None
+    if kind == "create_session":
+        app = store.get_application(op[1])
+        if app is None:
+            return "no app"
+        session_id = store.next_session_id()
+        store.save_session(session_id, _session(session_id, op[1]), app)
+        return session_id
+    session_id = _pick(session_ids, op[1]) if len(op) > 1 else None
+    if kind == "close_session":
+        if session_id is None:
+            return None
+        session = store.get_session(session_id)
+        app = store.session_application(session_id)
+        assert session is not None and app is not None
+        session.status.state = pb.SessionState.Closed
+        session.status.completion_time = 99
+        store.save_session(session_id, session, app)
+        return session_id
+    if kind == "delete_session":
+        if session_id is not None:
+            store.delete_session(session_id)
+        return session_id
+    if kind == "create_task":
+        if session_id is None:
+            return None
+        task_id = store.next_task_id(session_id)
+        store.save_task(session_id, task_id, _task(session_id, task_id, op[2]))
+        return task_id
+    if kind in ("finish_task", "delete_task"):
+        if session_id is None:
+            return None
+        task_ids = [task_id for task_id, _ in store.tasks(session_id)]
+        task_id = _pick(task_ids, op[2])
+        if task_id is None:
+            return None
+        if kind == "delete_task":
+            store.delete_task(session_id, task_id)
+            return task_id
+        task = store.get_task(session_id, task_id)
+        assert task is not None
+        task.status.state = op[3]
+        task.status.completion_time = 123
+        task.spec.output = op[4]
+        store.save_task(session_id, task_id, task)
+        return task_id
+    raise AssertionError(kind)
+
+
+def _contents(store: Storage) -> Any:
+    """Every answer the store gives, as bytes, for lookups that hit and miss."""
+    sessions = [bytes(s) for s in store.sessions()]
+    ids = [int(s.metadata.id) for s in store.sessions()]
+    return (
+        [bytes(a) for a in store.applications()],
+        {name: bytes(a) if (a := store.get_application(name)) else None for name in NAMES},
+        sessions,
+        {
+            sid: (
+                bytes(s) if (s := store.get_session(sid)) else None,
+                bytes(a) if (a := store.session_application(sid)) else None,
+                [(tid, bytes(t)) for tid, t in store.tasks(sid)],
+                [bytes(t) if (t := store.get_task(sid, tid)) else None for tid in range(0, 12)],
+            )
+            for sid in [*ids, 0, max(ids, default=0) + 1]
+        },
+    )
+
+
+#: Where every sequence starts: two applications, two sessions, some tasks,
+#: so that the operations drawn next find something to work on.
+START: list[tuple[Any, ...]] = [
+    ("save_app", "a", pb.Shim.Log),
+    ("save_app", "b", pb.Shim.Shell),
+    ("create_session", "a"),
+    ("create_session", "b"),
+    *[("create_task", 0, bytes([n])) for n in range(3)],
+    ("create_task", 1, None),
+]
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(drawn=st.lists(OPS, max_size=40))
+def test_sqlite_and_memory_give_the_same_answers(drawn: list[tuple[Any, ...]]) -> None:
+    ops = START + drawn
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "flame.db"
+        memory = MemoryStorage()
+        sqlite = SqliteStorage(path)
+        try:
+            for op in ops:
+                if op[0] == "flush":
+                    sqlite.flush()
+                    continue
+                if op[0] == "reopen":
+                    # A restart: the next store reads only what the file holds.
+                    sqlite.close()
+                    sqlite = SqliteStorage(path)
+                else:
+                    assert _apply(memory, op) == _apply(sqlite, op), op
+                assert _contents(memory) == _contents(sqlite), op
+            sqlite.close()
+            sqlite = SqliteStorage(path)
+            assert _contents(memory) == _contents(sqlite)
+            # The counters went on where they stopped, for sessions and tasks.
+            assert memory.next_session_id() == sqlite.next_session_id()
+            for session in memory.sessions():
+                session_id = int(session.metadata.id)
+                assert memory.next_task_id(session_id) == sqlite.next_task_id(session_id)
+            # Nothing is left behind in the file: a deleted session's tasks go too.
+            sqlite.close()
+            rows = dict(_reader(path))
+            assert rows["sessions"] == len(list(memory.sessions()))
+            assert rows["tasks"] == sum(
+                len(list(memory.tasks(int(s.metadata.id)))) for s in memory.sessions()
+            )
+        finally:
+            sqlite.close()
+
+
+# --------------------------------------------------------------------------
+# SqliteStorage itself
+
+
+def _reader(path: Path) -> Iterator[tuple[str, int]]:
+    """What another process would find in the file: table, rows."""
+    with sqlite3.connect(path) as db:
+        for table in ("applications", "sessions", "tasks"):
+            yield table, db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def test_the_file_is_wal_and_holds_encoded_messages(tmp_path: Path) -> None:
+    path = tmp_path / "flame.db"
+    store = SqliteStorage(path)
+    try:
+        app = _app("a")
+        store.save_application(app)
+        session_id = store.next_session_id()
+        store.save_session(session_id, _session(session_id, "a"), app)
+        task = _task(session_id, store.next_task_id(session_id), b"in")
+        store.save_task(session_id, 1, task)
+        store.flush()
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            (blob,) = db.execute("SELECT message FROM tasks").fetchone()
+            assert blob == bytes(pb.Task(task.metadata, task.spec, task.status))
+            (blob,) = db.execute("SELECT message FROM applications").fetchone()
+            assert pb.Application.parse(blob) == app
+        assert store.get_task(session_id, 1) is task
+    finally:
+        store.close()
+    reopened = SqliteStorage(path)
+    try:
+        again = reopened.get_task(session_id, 1)
+        # The frontend sends what it gets with the fast encoder.
+        assert isinstance(again, WireTask)
+        assert again == task
+    finally:
+        reopened.close()
+
+
+def test_changes_are_committed_in_groups_and_a_crash_loses_only_the_last(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "flame.db"
+    store = SqliteStorage(path)
+    try:
+        store.save_application(_app("a"))
+        store.flush()
+        assert not store.unwritten
+        store.save_application(_app("b"))
+        assert store.unwritten
+        # The store is never closed: as if the process died here.
+        assert dict(_reader(path))["applications"] == 1
+        crashed = SqliteStorage(path)
+        assert [a.metadata.name for a in crashed.applications()] == ["a"]
+        crashed.close()
+        store.flush()
+        assert dict(_reader(path))["applications"] == 2
+    finally:
+        store.close()
+
+
+async def test_write_behind_commits_soon_without_being_asked(tmp_path: Path) -> None:
+    path = tmp_path / "flame.db"
+    store = SqliteStorage(path, interval=0.01)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.write_behind)
+            store.save_application(_app("a"))
+            assert dict(_reader(path))["applications"] == 0
+            await wait_until(lambda: dict(_reader(path))["applications"] == 1, limit=5)
+            assert not store.unwritten
+            store.delete_application("a")
+            await wait_until(lambda: dict(_reader(path))["applications"] == 0, limit=5)
+            tg.cancel_scope.cancel()
+    finally:
+        store.close()
+
+
+def test_close_writes_what_is_left_and_refuses_changes_after(tmp_path: Path) -> None:
+    path = tmp_path / "flame.db"
+    store = SqliteStorage(path)
+    store.save_application(_app("a"))
+    store.close()
+    store.close()  # twice is harmless
+    assert dict(_reader(path))["applications"] == 1
+    with pytest.raises(FlameError, match="closed"):
+        store.save_application(_app("b"))
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("missing/flame.db", ["does not exist", "mkdir -p"]),
+        ("", ["path of a database file"]),
+        (":memory:", ["path of a database file"]),
+        (".", ["is a directory"]),
+        ("junk.db", ["cannot use it", "not a database"]),
+    ],
+)
+def test_bad_paths_say_what_to_do(tmp_path: Path, name: str, words: list[str]) -> None:
+    (tmp_path / "junk.db").write_bytes(b"this is no database, " * 100)
+    path = name if name in ("", ":memory:") else str(tmp_path / name)
+    with pytest.raises(FlameError) as info:
+        SqliteStorage(path)
+    assert info.value.code is FlameErrorCode.INVALID_CONFIG
+    for word in words:
+        assert word in info.value.message, info.value.message
+
+
+def test_a_file_from_a_newer_layout_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "flame.db"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version=99")
+    with pytest.raises(FlameError, match="newer flame-sdk"):
+        SqliteStorage(path)
+
+
+# --------------------------------------------------------------------------
+# Recovery in the session manager
+
+
+def _manager(path: Path) -> SessionManager:
+    return SessionManager(SqliteStorage(path), capacity=4, max_message_bytes=1 << 20)
+
+
+def test_the_manager_comes_back_with_pending_work_in_order_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "flame.db"
+    manager = _manager(path)
+    assert manager.register_application("a", pb.ApplicationSpec(shim=pb.Shim.Log)) is None
+    open_session = manager.create_session(pb.SessionSpec(application="a"))
+    sid = open_session.metadata.id
+    tasks = [manager.create_task(pb.TaskSpec(session_id=sid, input=bytes([i]))) for i in range(5)]
+    rt = manager.runtime(sid)
+    first = manager.take_task(rt)
+    second = manager.take_task(rt)
+    assert first is not None and second is not None
+    manager.finish_task(rt, *first, True, b"done")
+    manager.delete_task("4", sid)  # pending ones: 3 and 5
+    closed = manager.create_session(pb.SessionSpec(application="a"))
+    manager.create_task(pb.TaskSpec(session_id=closed.metadata.id))
+    crt = manager.runtime(closed.metadata.id)
+    taken = manager.take_task(crt)
+    assert taken is not None
+    manager.finish_task(crt, *taken, False, b"no")
+    manager.close_session(closed.metadata.id)
+    # The update comes after the sessions: they keep the spec they were made with.
+    manager.update_application("a", pb.ApplicationSpec(shim=pb.Shim.Shell))
+    assert manager.runtime(sid).status.running == 1
+    manager.stop()
+    # Stopped: what the executors say now is not kept.
+    manager.finish_task(rt, *second, True, b"too late")
+    with pytest.raises(FlameError, match="stopping"):
+        manager.create_task(pb.TaskSpec(session_id=sid))
+
+    again = _manager(path)
+    try:
+        rt = again.runtime(sid)
+        assert rt.is_open
+        # Task 2 was running: it is pending again, first in line.
+        assert [task_id for task_id, _ in rt.pending] == [2, 3, 5]
+        assert [t.status.state for _, t in rt.pending] == [pb.TaskState.Pending] * 3
+        status = rt.status
+        assert (status.pending, status.running, status.succeed, status.failed) == (3, 0, 1, 0)
+        assert again.get_task("1", sid).spec.output == b"done"
+        assert again.get_task("2", sid).spec.output is None
+        with pytest.raises(FlameError, match="does not exist"):
+            again.get_task("4", sid)
+        assert rt.pending[1][1] == tasks[2]
+        assert rt.app.spec.shim == pb.Shim.Log
+        assert again.get_application("a").spec.shim == pb.Shim.Shell
+
+        crt = again.runtime(closed.metadata.id)
+        assert not crt.is_open
+        status = crt.status
+        assert (status.pending, status.running, status.succeed, status.failed) == (0, 0, 0, 1)
+        assert [s.metadata.id for s in again.list_sessions()] == [sid, closed.metadata.id]
+        # Ids go on where they stopped.
+        assert again.create_session(pb.SessionSpec(application="a")).metadata.id == "3"
+        assert again.create_task(pb.TaskSpec(session_id=sid)).metadata.id == "6"
+    finally:
+        again.stop()
+
+
+# --------------------------------------------------------------------------
+# A cluster stopped and started again on the same file
+
+
+def _config(tmp_path: Path) -> ClusterConfig:
+    return ClusterConfig(
+        slots=1,
+        storage=f"sqlite://{tmp_path / 'flame.db'}",
+        applications=[
+            ApplicationConfig("ping"),
+            ApplicationConfig("sh", shim=pb.Shim.Shell, working_directory=str(tmp_path)),
+        ],
+    )
+
+
+@contextlib.asynccontextmanager
+async def _within(seconds: float) -> AsyncIterator[None]:
+    # A stop that leaves a watcher hanging fails the test instead of hanging it.
+    with anyio.fail_after(seconds):
+        yield
+
+
+# Appends a line to `runs` each time it starts, then waits for the file `go`.
+BLOCKER = b"echo run >> runs; while [ ! -f go ]; do sleep 0.02; done; echo two"
+
+
+async def test_a_cluster_restarted_on_its_file_carries_on(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    seen: list[pb.TaskState | FlameError] = []
+
+    async def watch(
+        endpoint: str, task_id: str, session_id: str, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        # Its own channel, which outlives the cluster.
+        async with await Channel.connect(endpoint) as channel:
+            request = pb.WatchTaskRequest(task_id=task_id, session_id=session_id)
+            try:
+                stub = pb.FrontendStub(channel.grpc)
+                async with channel.stream(stub.watch_task, request) as updates:
+                    async for update in updates:
+                        seen.append(update.status.state)
+                        if len(seen) == 1:
+                            task_status.started()
+            except FlameError as error:
+                seen.append(error)
+
+    # The task group outlives the cluster: the watcher sees it stop.
+    async with (
+        _within(30),
+        anyio.create_task_group() as tg,
+        LocalCluster(config) as cluster,
+        await Channel.connect(cluster.endpoint) as channel,
+    ):
+        client = Client(channel)
+        done = await client.session("ping")
+        for data in (b"a", b"b"):
+            assert (await client.run(done, data)).status.state == pb.TaskState.Succeed
+        await client.call("close_session", pb.CloseSessionRequest(session_id=done))
+
+        busy = await client.session("sh")
+        first = await client.run(busy, b"echo one")
+        assert first.spec.output == b"one\n"
+        blocked = await client.task(busy, BLOCKER)
+        queued = [await client.task(busy, f"echo {n}".encode()) for n in (3, 4)]
+        await wait_until(lambda: (tmp_path / "runs").exists())
+        assert await client.counters(busy) == (2, 1, 1, 0)
+        await tg.start(watch, cluster.endpoint, blocked, busy)
+    # The watcher was not told the task failed, which it did not: it ran again.
+    running, stopped = seen
+    assert running == pb.TaskState.Running
+    assert isinstance(stopped, FlameError), stopped
+    assert "the cluster is stopping" in stopped.message, stopped.message
+    assert (tmp_path / "runs").read_text() == "run\n"
+    (tmp_path / "go").touch()
+
+    async with (
+        _within(30),
+        LocalCluster(config) as cluster,
+        await Channel.connect(cluster.endpoint) as channel,
+    ):
+        client = Client(channel)
+        listed = await client.call("list_application", pb.ListApplicationRequest())
+        assert [a.metadata.name for a in listed.applications] == ["ping", "sh"]
+        sessions = await client.call("list_session", pb.ListSessionRequest())
+        states = {s.metadata.id: s.status.state for s in sessions.sessions}
+        assert states == {done: pb.SessionState.Closed, busy: pb.SessionState.Open}
+        assert await client.counters(done) == (0, 0, 2, 0)
+        old = await client.call("get_task", pb.GetTaskRequest(task_id="2", session_id=done))
+        assert (old.spec.input, old.status.state) == (b"b", pb.TaskState.Succeed)
+        assert old.status.completion_time is not None
+        await client.refused(
+            "create_task",
+            pb.CreateTaskRequest(task=pb.TaskSpec(session_id=done)),
+            "FAILED_PRECONDITION",
+            "closed",
+        )
+
+        # The task that was running runs again, and those queued behind it after.
+        rerun = (await client.watch(busy, blocked))[-1]
+        assert (rerun.status.state, rerun.spec.output) == (pb.TaskState.Succeed, b"two\n")
+        assert (tmp_path / "runs").read_text() == "run\nrun\n"
+        outputs = [(await client.watch(busy, task_id))[-1].spec.output for task_id in queued]
+        assert outputs == [b"3\n", b"4\n"]
+        assert await client.counters(busy) == (0, 0, 4, 0)
+
+        # Ids go on.
+        assert await client.task(busy, b"echo 5") == "5"
+        assert await client.session("ping") == str(int(busy) + 1)
+
+
+async def test_a_config_application_changed_between_runs_is_updated(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    async with LocalCluster(config) as cluster, await Channel.connect(cluster.endpoint) as channel:
+        client = Client(channel)
+        assert (await client.register("extra", pb.ApplicationSpec())).return_code == 0
+    changed = ClusterConfig(
+        slots=1,
+        storage=config.storage,
+        applications=[ApplicationConfig("sh", shim=pb.Shim.Shell, command="/bin/bash")],
+    )
+    async with LocalCluster(changed) as cluster, await Channel.connect(cluster.endpoint) as channel:
+        client = Client(channel)
+        listed = await client.call("list_application", pb.ListApplicationRequest())
+        specs = {a.metadata.name: a.spec.command for a in listed.applications}
+        assert specs == {"ping": None, "sh": "/bin/bash", "extra": None}
+
+
+async def test_a_cluster_on_a_path_it_cannot_use_does_not_start(tmp_path: Path) -> None:
+    config = ClusterConfig(slots=1, storage=f"sqlite://{tmp_path / 'nowhere' / 'flame.db'}")
+    with pytest.raises(FlameError) as info:
+        async with LocalCluster(config):
+            pass
+    assert info.value.code is FlameErrorCode.INVALID_CONFIG
+    assert "does not exist" in info.value.message
+    assert "mkdir -p" in info.value.message
+
+
+async def test_a_watcher_of_a_cluster_in_memory_is_told_it_stopped(tmp_path: Path) -> None:
+    config = ClusterConfig(
+        slots=1, applications=[ApplicationConfig("sh", shim=pb.Shim.Shell)], storage="mem"
+    )
+    seen: list[pb.TaskState | FlameError] = []
+
+    async def watch(
+        endpoint: str, task_id: str, session_id: str, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        async with await Channel.connect(endpoint) as channel:
+            client = Client(channel)
+            try:
+                # Pending: the watch sends nothing until the task moves.
+                task_status.started()
+                seen.extend(t.status.state for t in await client.watch(session_id, task_id))
+            except FlameError as error:
+                seen.append(error)
+
+    async with (
+        _within(30),
+        anyio.create_task_group() as tg,
+        LocalCluster(config) as cluster,
+        await Channel.connect(cluster.endpoint) as channel,
+    ):
+        client = Client(channel)
+        session_id = await client.session("sh")
+        await client.task(session_id, b"sleep 30")
+        waiting = await client.task(session_id, b"echo never")
+        await tg.start(watch, cluster.endpoint, waiting, session_id)
+        # The watch is in place once the cluster has answered a call made after it.
+        await wait_until(lambda: client.counters(session_id))
+        await anyio.sleep(0.1)
+    (stopped,) = seen
+    assert isinstance(stopped, FlameError), stopped
+    assert "the cluster is stopping; task 2 of session 1" in stopped.message
+
+
+# --------------------------------------------------------------------------
+# flame local killed, and started again
+
+
+async def test_flame_local_killed_comes_back_from_its_file(tmp_path: Path) -> None:
+    port = _free_port()
+    database = tmp_path / "state" / "flame.db"
+    database.parent.mkdir()
+    config = tmp_path / "flame-conf.yaml"
+    config.write_text(
+        f"endpoint: http://127.0.0.1:{port}\n"
+        f"storage: sqlite://{database}\n"
+        "applications:\n"
+        f"  - {{name: sh, shim: Shell, working_directory: {tmp_path}}}\n"
+    )
+    command = [*_flame_local(), "--config", str(config), "--slots", "1"]
+    endpoint = f"http://127.0.0.1:{port}"
+
+    def stored_state(task_id: int) -> int | None:
+        with contextlib.closing(sqlite3.connect(database)) as db:
+            row = db.execute("SELECT message FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return None if row is None else int(pb.Task.parse(row[0]).status.state)
+
+    process = await anyio.open_process(command, stderr=subprocess.DEVNULL)
+    try:
+        assert (await _first_line(process)).endswith(endpoint)
+        async with await Channel.connect(endpoint) as channel:
+            client = Client(channel)
+            session_id = await client.session("sh")
+            assert (await client.run(session_id, b"echo one")).spec.output == b"one\n"
+            blocked = await client.task(session_id, BLOCKER)
+            # Committed as Running within the next group.
+            await wait_until(lambda: stored_state(2) == pb.TaskState.Running)
+        process.kill()  # no time to write anything more
+        await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.aclose()
+    (tmp_path / "go").touch()  # the orphaned shell ends too
+
+    process = await anyio.open_process(command, stderr=subprocess.DEVNULL)
+    try:
+        await _first_line(process)
+        async with await Channel.connect(endpoint) as channel:
+            client = Client(channel)
+            rerun = (await client.watch(session_id, blocked))[-1]
+            assert (rerun.status.state, rerun.spec.output) == (pb.TaskState.Succeed, b"two\n")
+            assert (tmp_path / "runs").read_text() == "run\nrun\n"
+            assert await client.counters(session_id) == (0, 0, 2, 0)
+            last = await client.run(session_id, b"echo three")
+            assert (last.metadata.id, last.spec.output) == ("3", b"three\n")
+        # Stopping writes what the last group had not.
+        process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.aclose()
+    assert stored_state(3) == pb.TaskState.Succeed
