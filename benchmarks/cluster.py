@@ -7,6 +7,11 @@ created and then watched to its end, ``--concurrency`` at a time. Prints
 tasks per second and the cluster process's CPU seconds per 1,000 tasks.
 
     python benchmarks/cluster.py [--tasks 10000] [--concurrency 64] [--slots N]
+                                 [--storage mem|sqlite|sqlite://PATH]
+
+``--storage sqlite`` keeps the cluster's state in a new database file in a
+temporary directory; ``sqlite://PATH`` names a file, which must not exist yet
+(the run registers its application afresh).
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import anyio
 import psutil
@@ -32,7 +39,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_cluster(port: int, slots: int) -> subprocess.Popen[str]:
+def start_cluster(port: int, slots: int, config: Path) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -42,6 +49,8 @@ def start_cluster(port: int, slots: int) -> subprocess.Popen[str]:
             f"http://127.0.0.1:{port}",
             "--slots",
             str(slots),
+            "--config",
+            str(config),
             "--log-level",
             "warning",
         ],
@@ -114,6 +123,11 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
     parser.add_argument(
+        "--storage",
+        default="mem",
+        help="the cluster's storage: mem (default), sqlite (a new file), or sqlite://PATH",
+    )
+    parser.add_argument(
         "--no-uvloop", action="store_true", help="drive with asyncio's own loop, not uvloop"
     )
     args = parser.parse_args()
@@ -125,8 +139,19 @@ def main() -> None:
             options["use_uvloop"] = True
         except ImportError:
             pass
+    folder = tempfile.TemporaryDirectory(prefix="flame-bench-")
+    storage = args.storage
+    if storage == "sqlite":
+        storage = f"sqlite://{Path(folder.name) / 'flame.db'}"
+    database = Path(storage.removeprefix("sqlite://")) if storage.startswith("sqlite://") else None
+    if database is not None and database.exists():
+        raise SystemExit(f"{database} exists: give a new file, or --storage sqlite")
+    # The command line has no storage option: the config file says it.
+    config = Path(folder.name) / "flame-conf.yaml"
+    config.write_text(f"storage: {storage}\n")
+    print(f"storage: {storage}")
     port = free_port()
-    process = start_cluster(port, args.slots)
+    process = start_cluster(port, args.slots, config)
     try:
         anyio.run(
             drive,
@@ -144,6 +169,9 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        if database is not None and database.exists():
+            print(f"database: {database.stat().st_size / 1e6:.1f} MB after the cluster stopped")
+        folder.cleanup()
 
 
 if __name__ == "__main__":
