@@ -477,6 +477,7 @@ async def test_a_cluster_restarted_on_its_file_carries_on(tmp_path: Path) -> Non
     running, stopped = seen
     assert running == pb.TaskState.Running
     assert isinstance(stopped, FlameError), stopped
+    assert stopped.code is FlameErrorCode.UNAVAILABLE, stopped
     assert "the cluster is stopping" in stopped.message, stopped.message
     assert (tmp_path / "runs").read_text() == "run\n"
     (tmp_path / "go").touch()
@@ -577,6 +578,7 @@ async def test_a_watcher_of_a_cluster_in_memory_is_told_it_stopped(tmp_path: Pat
         await anyio.sleep(0.1)
     (stopped,) = seen
     assert isinstance(stopped, FlameError), stopped
+    assert stopped.code is FlameErrorCode.UNAVAILABLE, stopped
     assert "the cluster is stopping; task 2 of session 1" in stopped.message
 
 

@@ -9,6 +9,7 @@ refusal (FlameError code)     gRPC status
 NOT_FOUND                     NOT_FOUND
 INVALID_ARGUMENT              INVALID_ARGUMENT
 INVALID_STATE                 FAILED_PRECONDITION
+UNAVAILABLE                   UNAVAILABLE (the cluster is stopping)
 anything else                 INTERNAL
 ============================  =====================
 
@@ -37,6 +38,7 @@ _STATUS = {
     FlameErrorCode.NOT_FOUND: "NOT_FOUND",
     FlameErrorCode.INVALID_ARGUMENT: "INVALID_ARGUMENT",
     FlameErrorCode.INVALID_STATE: "FAILED_PRECONDITION",
+    FlameErrorCode.UNAVAILABLE: "UNAVAILABLE",
 }
 
 

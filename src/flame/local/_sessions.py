@@ -253,7 +253,7 @@ class SessionManager:
 
     def _refuse_if_stopped(self) -> None:
         if self._stopped:
-            raise _state(_STOPPING)
+            raise FlameError(FlameErrorCode.UNAVAILABLE, _STOPPING)
 
     # ------------------------------------------------------------------
     # Applications
@@ -603,8 +603,11 @@ class SessionManager:
 
 
 def _stopping(task_id: int, session_id: int) -> FlameError:
-    return _state(
-        f"the cluster is stopping; task {task_id} of session {session_id} did not finish here"
+    # UNAVAILABLE: nothing is wrong with the call, and a cluster started
+    # again on the same store answers it.
+    return FlameError(
+        FlameErrorCode.UNAVAILABLE,
+        f"the cluster is stopping; task {task_id} of session {session_id} did not finish here",
     )
 
 
