@@ -137,6 +137,77 @@ async def test_a_failing_session_enter_fails_the_tasks_and_the_executor_carries_
             SHIMS[pb.Shim.Grpc] = previous
 
 
+async def test_only_a_broken_shim_is_opened_again_and_only_so_many_times_in_a_row() -> None:
+    from contextlib import asynccontextmanager
+
+    from flame._transport import Channel
+    from flame.local import LocalCluster
+    from flame.local._executors import MAX_RESTARTS
+    from flame.local.shims import SHIMS, ShimError
+
+    opened: list[str] = []
+
+    class Fragile:
+        """Fails on b"fail" and breaks on b"break"; answers which opening it is."""
+
+        def __init__(self) -> None:
+            self.number = len(opened)
+            self.broken: str | None = None
+
+        async def invoke(self, task: pb.TaskContext) -> bytes | None:
+            if task.input == b"fail":
+                raise ShimError("failed, still whole")
+            if task.input == b"break":
+                self.broken = f"opening {self.number} broke"
+                raise ShimError(f"opening {self.number} broke on task {task.task_id}")
+            return str(self.number).encode()
+
+    @asynccontextmanager
+    async def fragile(app: pb.Application, session: pb.SessionContext):  # type: ignore[no-untyped-def]
+        opened.append(session.session_id)
+        yield Fragile()
+
+    previous = SHIMS.get(pb.Shim.Grpc)
+    SHIMS[pb.Shim.Grpc] = fragile
+    try:
+        # One slot: one executor takes the session's tasks, in order.
+        async with (
+            LocalCluster(slots=1) as cluster,
+            await Channel.connect(cluster.endpoint) as channel,
+        ):
+            client = Client(channel)
+            spec = pb.ApplicationSpec(shim=pb.Shim.Grpc, command="x")
+            assert (await client.register("fragile", spec)).return_code == 0
+            session_id = await client.session("fragile")
+
+            async def run(data: bytes) -> tuple[bool, bytes]:
+                task = await client.run(session_id, data)
+                return task.status.state == pb.TaskState.Succeed, task.spec.output or b""
+
+            assert await run(b"ok") == (True, b"1")
+            assert await run(b"fail") == (False, b"failed, still whole")
+            assert await run(b"ok") == (True, b"1")
+            assert await run(b"break") == (False, b"opening 1 broke on task 4")
+            assert await run(b"ok") == (True, b"2")
+            # MAX_RESTARTS breaks in a row: the executor stops opening the shim.
+            for _ in range(MAX_RESTARTS):
+                assert (await run(b"break"))[0] is False
+            given_up = await run(b"ok")
+            assert given_up[0] is False
+            assert f"crashed {MAX_RESTARTS} times in a row".encode() in given_up[1]
+            assert f"opening {1 + MAX_RESTARTS} broke".encode() in given_up[1]
+            assert len(opened) == 1 + MAX_RESTARTS
+            # Another session has executors of its own, which start afresh.
+            other = await client.session("fragile")
+            assert (await client.run(other, b"ok")).status.state == pb.TaskState.Succeed
+            assert opened[-1] == other
+    finally:
+        if previous is None:
+            del SHIMS[pb.Shim.Grpc]
+        else:
+            SHIMS[pb.Shim.Grpc] = previous
+
+
 async def test_stopping_the_cluster_kills_running_children(tmp_path: Path) -> None:
     from flame._transport import Channel
     from flame.local import LocalCluster

@@ -4,7 +4,8 @@
 
 MODE ``echo``: plain handlers; a task's output is its input, except for the
 inputs ``fail`` (the handler raises), ``crash`` (the process dies with code
-3) and ``sleep <seconds>`` (the handler sleeps, then answers ``slept``).
+3), ``pid`` (the answer is the service's pid, to tell one process from the
+next) and ``sleep <seconds>`` (the handler sleeps, then answers ``slept``).
 MODE ``async``: the same with async handlers. MODE ``silent`` never
 registers; MODE ``exit`` exits with code 4 before registering. BACKEND is
 ``asyncio`` (the default) or ``trio``. Every step is printed on stdout.
@@ -32,6 +33,8 @@ def answer(ctx: TaskContext) -> bytes | None:
         raise ValueError("the task asked to fail")
     if data == b"crash":
         os._exit(3)
+    if data == b"pid":
+        return str(os.getpid()).encode()
     return ctx.input
 
 

@@ -18,6 +18,7 @@ from flame import ApplicationAttributes, Shim, Task, TaskState
 from flame._proto import flame as pb
 from flame._transport import Channel
 from flame.local import LocalCluster
+from flame.local._executors import MAX_RESTARTS
 
 from ._fake_manager import fake_manager
 
@@ -92,6 +93,140 @@ async def test_a_service_that_crashes_mid_session_fails_the_task(
     # The cluster goes on: a new session starts a new service.
     async with await connection.create_session({"application": "echo"}) as session:
         assert (await session.run_task(b"back")).output == b"back"
+
+
+@pytest.fixture
+async def single() -> AsyncIterator[flame.Connection]:
+    """A cluster of one slot: one executor runs a session's tasks, in order."""
+    async with LocalCluster(slots=1) as cluster, await flame.connect(cluster.endpoint) as conn:
+        yield conn
+
+
+async def finish_all(session: flame.Session, *inputs: bytes) -> list[Task]:
+    """Create every task first, so that they queue, then watch each to its end."""
+    created = [await session.create_task(data) for data in inputs]
+    ended: list[Task] = []
+    for task in created:
+        last = task
+        async with session.watch_task(task.id) as updates:
+            async for update in updates:
+                last = update
+        ended.append(last)
+    return ended
+
+
+def children() -> list[psutil.Process]:
+    """This process's descendants, zombies included: a reaped child is not one."""
+    return psutil.Process().children(recursive=True)
+
+
+async def test_the_task_after_a_crash_runs_in_a_new_service(
+    single: flame.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flame.local")
+    await single.register_application("echo", service_app("echo"))
+    async with await single.create_session({"application": "echo"}) as session:
+        first, crashed, second, third = await finish_all(session, b"pid", b"crash", b"pid", b"pid")
+    assert first.state is TaskState.SUCCEED
+    assert crashed.state is TaskState.FAILED
+    text = (crashed.output or b"").decode()
+    assert f"exited with code 3 while running task {crashed.id}" in text
+    assert f"task {crashed.id} crash" in text  # its last output
+    assert (second.state, third.state) == (TaskState.SUCCEED, TaskState.SUCCEED)
+    # A new process, and only one: the task after it ran there too.
+    assert second.output != first.output
+    assert third.output == second.output
+    lines = [record.getMessage() for record in caplog.records]
+    # The new service entered the session before its task.
+    entered = [line for line in lines if f"stdout: enter {session.id} echo" in line]
+    assert len(entered) == 2
+    restarts = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "flame.local.executors" and record.levelno == logging.WARNING
+    ]
+    assert len(restarts) == 1
+    assert "the service of application 'echo' failed" in restarts[0]
+    assert "restarting it for the next task" in restarts[0]
+    assert f"session {session.id}" in restarts[0]
+    assert "exited with code 3" in restarts[0]
+
+
+async def test_a_handler_exception_keeps_the_service(
+    single: flame.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flame.local")
+    await single.register_application("echo", service_app("echo"))
+    async with await single.create_session({"application": "echo"}) as session:
+        before, failed, after = await finish_all(session, b"pid", b"fail", b"pid")
+    assert failed.state is TaskState.FAILED
+    assert (before.state, after.state) == (TaskState.SUCCEED, TaskState.SUCCEED)
+    assert before.output == after.output
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_service_that_dies_between_tasks_fails_none(
+    single: flame.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="flame.local.shims.grpc")
+    await single.register_application("echo", service_app("echo"))
+    async with await single.create_session({"application": "echo"}) as session:
+        (first,) = await finish_all(session, b"pid")
+        assert first.output is not None
+        pid = int(first.output)
+        os.kill(pid, signal.SIGKILL)
+        # The shim logs the exit as it sees it, before anything else runs.
+        with anyio.fail_after(30):
+            while not any(  # noqa: ASYNC110
+                f"[{pid}]: was killed by SIGKILL" in r.getMessage() for r in caplog.records
+            ):
+                await anyio.sleep(0.02)
+        (second,) = await finish_all(session, b"pid")
+    assert second.state is TaskState.SUCCEED
+    assert second.output is not None and int(second.output) != pid
+
+
+async def test_a_task_succeeding_resets_the_crash_count(single: flame.Connection) -> None:
+    await single.register_application("echo", service_app("echo"))
+    almost = [b"crash"] * (MAX_RESTARTS - 1)
+    async with await single.create_session({"application": "echo"}) as session:
+        ended = await finish_all(session, *almost, b"pid", *almost, b"pid")
+    # Counted from the last success on, no run of crashes is long enough.
+    round_ = [TaskState.FAILED] * (MAX_RESTARTS - 1) + [TaskState.SUCCEED]
+    assert [task.state for task in ended] == round_ + round_
+
+
+async def test_a_service_that_always_crashes_is_given_up(single: flame.Connection) -> None:
+    await single.register_application("echo", service_app("echo"))
+    with anyio.fail_after(60):
+        async with await single.create_session({"application": "echo"}) as session:
+            ended = await finish_all(session, *[b"crash"] * (MAX_RESTARTS + 5))
+            # Given up: no service runs for this session any more.
+            assert children() == []
+    assert all(task.state is TaskState.FAILED for task in ended)
+    for task in ended[:MAX_RESTARTS]:
+        assert f"exited with code 3 while running task {task.id}" in (task.output or b"").decode()
+    last_crash = ended[MAX_RESTARTS - 1].id
+    for task in ended[MAX_RESTARTS:]:
+        text = (task.output or b"").decode()
+        assert f"'echo' crashed {MAX_RESTARTS} times in a row" in text
+        assert f"exited with code 3 while running task {last_crash}" in text  # the last reason
+
+
+async def test_a_service_that_cannot_start_is_given_up_too(single: flame.Connection) -> None:
+    await single.register_application("quitter", service_app("exit"))
+    with anyio.fail_after(60):
+        async with await single.create_session({"application": "quitter"}) as session:
+            ended = await finish_all(session, *[b"anything"] * (MAX_RESTARTS + 2))
+            assert children() == []
+    assert all(task.state is TaskState.FAILED for task in ended)
+    # Each start failure fails the task in hand, the first one too.
+    for task in ended[:MAX_RESTARTS]:
+        assert "exited with code 4 before it registered" in (task.output or b"").decode()
+    for task in ended[MAX_RESTARTS:]:
+        text = (task.output or b"").decode()
+        assert f"'quitter' crashed {MAX_RESTARTS} times in a row" in text
+        assert "exited with code 4 before it registered" in text
 
 
 async def test_a_service_that_never_registers_fails_its_tasks(

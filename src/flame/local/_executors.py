@@ -10,6 +10,14 @@ Every task an executor takes ends Succeed or Failed, whatever happens: a shim
 that raises fails the task with the error's text as its output, and an
 executor that is stopped (the cluster is shutting down) fails the task it was
 running.
+
+A shim whose process is gone (it says so through ``broken``: a Grpc service
+that crashed) is closed, and the executor opens a new one for its next task:
+the task that was running fails, the ones after it run in the new service. A
+shim that cannot be opened fails the task in hand the same way, and the next
+task tries again. After ``MAX_RESTARTS`` such failures in a row, with no task
+succeeding in between, the executor stops opening the shim: the tasks it
+takes from then on fail at once, saying so and giving the last failure.
 """
 
 from __future__ import annotations
@@ -26,16 +34,28 @@ from ._scheduler import Demand, plan
 from ._sessions import SessionManager, SessionRuntime
 from .shims import open_shim
 
-__all__ = ["Executor", "ExecutorPool"]
+__all__ = ["MAX_RESTARTS", "Executor", "ExecutorPool"]
 
 log = logging.getLogger("flame.local.executors")
 
 _ids = itertools.count(1)
 
+#: Failures of a shim in a row (its process died, or it could not be started)
+#: after which an executor stops starting it again for its session.
+MAX_RESTARTS = 3
+
 
 def _error_text(exc: BaseException) -> bytes:
     text = str(exc) or type(exc).__name__
     return text.encode("utf-8", "replace")
+
+
+def _given_up(app_name: str, session_id: int, crashes: int, reason: str) -> bytes:
+    return (
+        f"the service of application {app_name!r} crashed {crashes} times in a row, with no "
+        f"task succeeding in between, so this executor no longer starts it for session "
+        f"{session_id}. The last time: {reason}"
+    ).encode("utf-8", "replace")
 
 
 class Executor:
@@ -141,32 +161,99 @@ class ExecutorPool:
                 return
             log.debug("executor %d: bound to session %d", executor.id, session.id)
             context = _session_context(session)
-            async with open_shim(session.app, context) as shim:
-                while current is not None:
+            app_name = context.application.name if context.application else "?"
+            # Failures of the shim since a task last succeeded, and the last one's text.
+            crashes = 0
+            reason = ""
+            while current is not None:
+                if crashes >= MAX_RESTARTS:
+                    # Restarting again would only crash again: fail at once.
                     task_id, task = current
-                    try:
-                        output = await shim.invoke(
-                            pb.TaskContext(
-                                task_id=str(task_id),
-                                session_id=context.session_id,
-                                input=task.spec.input,
-                            )
-                        )
-                    except Exception as exc:
-                        log.debug("session %d: task %d failed: %s", session.id, task_id, exc)
-                        current = None
-                        manager.finish_task(session, task_id, task, False, _error_text(exc))
-                    else:
-                        current = None
-                        manager.finish_task(session, task_id, task, True, output)
+                    current = None
+                    manager.finish_task(
+                        session,
+                        task_id,
+                        task,
+                        False,
+                        _given_up(app_name, session.id, crashes, reason),
+                    )
                     current = await self._next(executor)
-        except Exception as exc:
-            # Entering or leaving the shim failed.
-            if current is not None:
-                task_id, task = current
-                current = None
-                manager.finish_task(session, task_id, task, False, _error_text(exc))
-            log.warning("executor %d (session %d): shim failed: %s", executor.id, session.id, exc)
+                    continue
+                broken: str | None = None
+                entered = False
+                try:
+                    async with open_shim(session.app, context) as shim:
+                        entered = True
+                        while current is not None:
+                            broken = shim.broken
+                            if broken is not None:
+                                # It died between two tasks: the task in hand
+                                # was never sent, so the next service runs it.
+                                break
+                            task_id, task = current
+                            try:
+                                output = await shim.invoke(
+                                    pb.TaskContext(
+                                        task_id=str(task_id),
+                                        session_id=context.session_id,
+                                        input=task.spec.input,
+                                    )
+                                )
+                            except Exception as exc:
+                                log.debug(
+                                    "session %d: task %d failed: %s", session.id, task_id, exc
+                                )
+                                current = None
+                                text = _error_text(exc)
+                                manager.finish_task(session, task_id, task, False, text)
+                                if shim.broken is not None:
+                                    broken = text.decode("utf-8", "replace")
+                                    break
+                            else:
+                                current = None
+                                crashes = 0
+                                manager.finish_task(session, task_id, task, True, output)
+                            current = await self._next(executor)
+                except Exception as exc:
+                    if entered:
+                        log.warning(
+                            "executor %d (session %d): leaving the shim failed: %s",
+                            executor.id,
+                            session.id,
+                            exc,
+                        )
+                        if broken is None:
+                            break
+                    else:
+                        # Starting the service counts as one of its failures, the
+                        # first time too: a service that cannot start would
+                        # otherwise cost every task of the session a start.
+                        assert current is not None
+                        task_id, task = current
+                        current = None
+                        text = _error_text(exc)
+                        manager.finish_task(session, task_id, task, False, text)
+                        broken = text.decode("utf-8", "replace")
+                if broken is None:
+                    break
+                crashes += 1
+                reason = broken
+                # Said when it happens, so that a failure is logged even if no
+                # task follows to start the service again.
+                log.warning(
+                    "executor %d: the service of application %r failed in session %d (%d in a "
+                    "row); %s: %s",
+                    executor.id,
+                    app_name,
+                    session.id,
+                    crashes,
+                    "restarting it for the next task"
+                    if crashes < MAX_RESTARTS
+                    else "giving up: the next tasks this executor takes fail at once",
+                    reason,
+                )
+                if current is None:
+                    current = await self._next(executor)
         finally:
             if current is not None:
                 task_id, task = current

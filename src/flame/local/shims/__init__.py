@@ -9,8 +9,13 @@ is released (session-leave)::
 
 ``invoke`` raises :class:`ShimError` (or any exception) when the task fails;
 the executor marks the task Failed with the error's text as its output. The
-same holds for entering: if it fails, the session's tasks that this executor
-took are failed with that text.
+same holds for entering: if it fails, the task the executor had in hand is
+failed with that text.
+
+``broken`` says whether the shim can run another task: a shim that keeps a
+process for the session (Grpc) is broken once that process is gone, and the
+executor then closes it and opens a new one for its next task. Shims that
+start a process per task are never broken.
 """
 
 from __future__ import annotations
@@ -30,6 +35,15 @@ class ShimError(Exception):
 
 class ShimSession(Protocol):
     """A shim bound to one session."""
+
+    @property
+    def broken(self) -> str | None:
+        """Why this shim can run no more tasks (its process is gone), or None while it can.
+
+        Only this, not the text of a failed task, tells the executor to open
+        the shim again: a task that merely failed leaves the shim as it was.
+        """
+        ...
 
     async def invoke(self, task: pb.TaskContext) -> bytes | None:
         """Run one task and give its output."""

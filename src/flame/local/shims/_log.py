@@ -16,6 +16,8 @@ log = logging.getLogger("flame.local.shims.log")
 
 class _LogShim:
     __slots__ = ("session_id",)
+    #: No process behind it: nothing can break.
+    broken: str | None = None
 
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id

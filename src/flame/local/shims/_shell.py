@@ -19,6 +19,8 @@ __all__ = ["open_shell"]
 
 class _ShellShim:
     __slots__ = ("shell", "spec")
+    #: A process per task: nothing outlives a task to break.
+    broken: str | None = None
 
     def __init__(self, spec: pb.ApplicationSpec) -> None:
         self.spec = spec

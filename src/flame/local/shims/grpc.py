@@ -15,6 +15,10 @@ Each task is one ``OnTaskInvoke``. Leaving calls ``OnSessionLeave`` and stops
 the child: SIGTERM to its process group, then SIGKILL if it is still there
 after a grace period.
 
+A child that exits while the shim is open fails the task it was running, with
+its exit status and last lines of output, and makes the shim ``broken``: the
+executor then leaves it and opens a new one (a new child) for its next task.
+
 The child's stdout and stderr go, line by line, to the
 ``flame.local.shims.grpc`` logger, prefixed by application name and pid.
 
@@ -154,6 +158,16 @@ class GrpcShim:
 
     # ------------------------------------------------------------------
     # What the executor calls
+
+    @property
+    def broken(self) -> str | None:
+        """How the service ended, once it has: no task can run in this shim any more."""
+        process = self._process
+        if process is None or not self._exited.is_set():
+            return None
+        code = process.returncode
+        ended = _how_it_ended(code) if code is not None else "ended"
+        return f"the service of application {self._name!r} (pid {process.pid}) {ended}"
 
     async def __aenter__(self) -> GrpcShim:
         if not self._spec.command:
@@ -418,12 +432,7 @@ class GrpcShim:
         # Its last words may still be in the pipes.
         with anyio.move_on_after(1.0):
             await self._drained.wait()
-        code = self._process.returncode
-        ended = _how_it_ended(code) if code is not None else "ended"
-        return (
-            f"the service of application {self._name!r} (pid {self._process.pid}) {ended} "
-            f"{when}.{self._tail_text()}"
-        )
+        return f"{self.broken} {when}.{self._tail_text()}"
 
     def _tail_text(self) -> str:
         if not self._tail:
