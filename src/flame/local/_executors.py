@@ -7,9 +7,10 @@ or when the scheduler gives its slots to another session. While its session
 has nothing pending it waits, bound, so that a new task starts at once.
 
 Every task an executor takes ends Succeed or Failed, whatever happens: a shim
-that raises fails the task with the error's text as its output, and an
-executor that is stopped (the cluster is shutting down) fails the task it was
-running.
+that raises fails the task with the error's text as its output. The one
+exception is the cluster stopping: the session manager is frozen first, so the
+task an executor was running stays Running in the store and runs again when a
+cluster starts on it (see ``SessionManager.stop``).
 
 A shim whose process is gone (it says so through ``broken``: a Grpc service
 that crashed) is closed, and the executor opens a new one for its next task:
@@ -256,6 +257,8 @@ class ExecutorPool:
                     current = await self._next(executor)
         finally:
             if current is not None:
+                # Cut short by anything but the cluster stopping (a stopped
+                # manager ignores this, keeping the task to run again).
                 task_id, task = current
                 manager.finish_task(
                     session, task_id, task, False, b"the executor stopped while the task ran"
