@@ -196,9 +196,9 @@ class TaskFields:
         """Whether the task is Succeed or Failed."""
         return self.state == 2 or self.state == 3
 
-    def to_pb(self) -> pb.Task:
-        """The same task as a generated message."""
-        return pb.Task(
+    def to_pb(self, cls: type[pb.Task] = pb.Task) -> pb.Task:
+        """The same task as a generated message, of ``cls`` (``pb.Task`` or a subclass)."""
+        return cls(
             metadata=pb.Metadata(id=self.id, name=self.name, owner=self.owner)
             if self.has_metadata
             else None,

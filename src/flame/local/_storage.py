@@ -256,22 +256,9 @@ def _connect(path: str) -> sqlite3.Connection:
 
 
 def _decode_task(data: bytes) -> pb.Task:
-    f = decode_task(data)
     # A WireTask, as the session manager makes them: the frontend sends it
     # with the fast encoder.
-    return WireTask(
-        metadata=pb.Metadata(id=f.id, name=f.name, owner=f.owner) if f.has_metadata else None,
-        spec=pb.TaskSpec(session_id=f.session_id, input=f.input, output=f.output)
-        if f.has_spec
-        else None,
-        status=pb.TaskStatus(
-            state=pb.TaskState(f.state),
-            creation_time=f.creation_time,
-            completion_time=f.completion_time,
-        )
-        if f.has_status
-        else None,
-    )
+    return decode_task(data).to_pb(WireTask)
 
 
 class SqliteStorage(MemoryStorage):
