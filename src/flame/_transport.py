@@ -824,12 +824,12 @@ class Channel:
         endpoint: Endpoint,
         loop: GrpcLoop,
         grpc: grpclib.client.Channel,
-        task_calls: _TaskCallConnections | None = None,
+        task_calls: _TaskCallConnections,
     ) -> None:
         self.endpoint = endpoint
         self.loop = loop
         self.grpc = grpc
-        self._task_calls = task_calls or _TaskCallConnections(endpoint, None, 10.0, loop.backend)
+        self._task_calls = task_calls
         self._closed = False
 
     @classmethod
