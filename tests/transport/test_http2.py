@@ -862,12 +862,10 @@ async def _http1(stream: Any) -> None:
 async def test_an_http1_server_is_named_at_once_not_after_a_timeout() -> None:
     with anyio.fail_after(BOUND):
         async with scripted(raw=_http1) as server, await Channel.connect(server.url) as channel:
-            started = anyio.current_time()
             with pytest.raises(FlameError) as unary:
                 await call(channel, timeout=BOUND)
             (streamed,) = await watch(channel)
-            elapsed = anyio.current_time() - started
-    assert elapsed < 1.0
+    # Not TIMEOUT: the calls failed on the answer, not after their timeout.
     for error in (unary.value, streamed):
         assert isinstance(error, FlameError)
         assert error.code is FlameErrorCode.INTERNAL
@@ -885,7 +883,9 @@ async def test_a_server_that_never_answers_costs_the_calls_their_timeout() -> No
                     async for _ in items:
                         pass
             elapsed = anyio.current_time() - started
-    assert 0.4 <= elapsed < 2.0
+    # Each call waited its whole timeout (no upper bound: a busy machine may
+    # be slow to notice; TIMEOUT below says the timeout ended them).
+    assert elapsed >= 0.4
     for error in (unary.value, streamed.value):
         assert error.code is FlameErrorCode.TIMEOUT
         assert "within 0.2 s" in error.message
