@@ -18,7 +18,14 @@ nox.options.sessions = ["lint", "typecheck", "proto", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 ROOT = pathlib.Path(__file__).parent
-PROTO_FILES = ["types.proto", "frontend.proto", "shim.proto"]
+# Each Flame wire the SDK speaks: its .proto files, read from proto/<wire>/, and
+# the root under src/flame/_proto/ its code is generated into. v0.4 and v0.5
+# share the protobuf package `flame`, so each wire needs a root of its own.
+PROTO_WIRES = {
+    "v0.4": ("v04", ["types.proto", "frontend.proto", "shim.proto"]),
+    "v0.5": ("v05", ["types.proto", "frontend.proto", "backend.proto", "shim.proto"]),
+    "v0.6": ("v06", ["types.proto", "frontend.proto", "backend.proto", "shim.proto"]),
+}
 GENERATED = ROOT / "src" / "flame" / "_proto"
 
 # Pinned so that the committed generated code is reproducible.
@@ -51,39 +58,45 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy")
 
 
-def generate(session: nox.Session, out: pathlib.Path) -> None:
-    session.install(*PROTO_TOOLS)
+def generate(session: nox.Session, wire: str, out: pathlib.Path) -> None:
     bindir = pathlib.Path(session.bin)
     env = {"PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    source = ROOT / "proto" / wire
+    _, files = PROTO_WIRES[wire]
     session.run(
         "python",
         "-m",
         "grpc_tools.protoc",
-        f"-I{ROOT / 'proto'}",
+        f"-I{source}",
         f"--python_betterproto2_out={out}",
         f"--python_betterproto2_opt={PLUGIN_OPTIONS}",
-        *[str(ROOT / "proto" / name) for name in PROTO_FILES],
+        *[str(source / name) for name in files],
         env=env,
     )
 
 
 @nox.session
 def proto(session: nox.Session) -> None:
-    """Regenerate src/flame/_proto from proto/; fail if the committed code drifted.
+    """Regenerate src/flame/_proto/<root> from proto/<wire> for every wire; fail on drift.
 
     ``nox -s proto -- --write`` rewrites the committed code instead.
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        out = pathlib.Path(tmp)
-        generate(session, out)
-        if "--write" in session.posargs:
-            shutil.rmtree(GENERATED)
-            shutil.copytree(out, GENERATED)
-            session.log(f"wrote {GENERATED}")
-            return
-        drift = _compare(out, GENERATED)
-        if drift:
-            session.error("generated code differs from proto/: " + ", ".join(drift))
+    session.install(*PROTO_TOOLS)
+    drift = []
+    for wire, (root, _) in PROTO_WIRES.items():
+        committed = GENERATED / root
+        with tempfile.TemporaryDirectory() as tmp:
+            out = pathlib.Path(tmp)
+            generate(session, wire, out)
+            if "--write" in session.posargs:
+                shutil.rmtree(committed, ignore_errors=True)
+                shutil.copytree(out, committed)
+                session.log(f"wrote {committed}")
+                continue
+            drift += [f"{root}/{name}" for name in _compare(out, committed)]
+    if drift:
+        session.error("generated code differs from proto/: " + ", ".join(drift))
+    if "--write" not in session.posargs:
         session.log("generated code matches proto/")
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import anyio
 import psutil
 
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame._transport import Channel
 
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import anyio
 
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame._transport import Channel, open_grpc_loop, serve
 from flame._wire import decode_task, encode_task_request
 

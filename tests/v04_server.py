@@ -34,7 +34,7 @@ import anyio.lowlevel
 import grpclib
 from grpclib.const import Status
 
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame._transport import GrpcLoop, open_grpc_loop, serve
 
 

@@ -31,7 +31,7 @@ import attrs
 
 from ._config import default_endpoint
 from ._errors import FlameError, FlameErrorCode
-from ._proto import flame as pb
+from ._proto.v04 import flame as pb
 from ._transport import Channel
 from ._types import (
     _SESSION_STATES,

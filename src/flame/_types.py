@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._errors import FlameError, FlameErrorCode, NamedIntEnum
-from ._proto import flame as pb
+from ._proto.v04 import flame as pb
 
 if TYPE_CHECKING:
     from ._wire import TaskFields

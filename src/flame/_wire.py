@@ -28,11 +28,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._proto import flame as pb
+from ._proto.v04 import flame as pb
 
 # The generated classes resolve their field types by name in the defining
 # module's namespace: a subclass defined here needs the same names in scope.
-from ._proto.flame import Metadata, TaskSpec, TaskStatus  # noqa: F401
+from ._proto.v04.flame import Metadata, TaskSpec, TaskStatus  # noqa: F401
 
 __all__ = [
     "TaskFields",

@@ -12,7 +12,7 @@ import attrs
 import pytest
 
 import flame
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame._types import _application_from_pb, _task_from_pb
 
 

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from flame._errors import FlameError
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame._transport import Channel
 from flame.local import ApplicationConfig, LocalCluster
 

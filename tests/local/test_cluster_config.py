@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from flame._errors import FlameError, FlameErrorCode
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame.local import ApplicationConfig, ClusterConfig, LocalCluster
 
 

@@ -13,7 +13,7 @@ import anyio
 import anyio.abc
 import psutil
 
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame._transport import Channel
 
 from .conftest import Client, wait_until

@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from flame._errors import FlameErrorCode
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame.local import LocalCluster
 
 from .conftest import Client

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flame._errors import FlameError, FlameErrorCode
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 
 from .conftest import Client, wait_until
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psutil
 
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 
 from .conftest import Client, wait_until
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import anyio
 
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame._transport import GrpcLoop, open_grpc_loop, serve
 
 

@@ -15,7 +15,7 @@ import pytest
 
 import flame
 from flame import ApplicationAttributes, Shim, Task, TaskState
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame._transport import Channel
 from flame.local import LocalCluster
 from flame.local._executors import MAX_RESTARTS

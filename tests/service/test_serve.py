@@ -13,7 +13,7 @@ import pytest
 import sniffio
 
 from flame import FlameError, FlameErrorCode
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame._transport import Channel
 from flame.service import FlameService, SessionContext, TaskContext, TaskOutput, serve
 

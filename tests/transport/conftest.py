@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from transport_helpers import Frontend
 
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame._transport import Channel, GrpcLoop, Server, open_grpc_loop, serve
 
 

@@ -7,7 +7,7 @@ import pytest
 from transport_helpers import BOUND, Frontend, wait_until
 
 from flame import FlameError, FlameErrorCode
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame._transport import Channel, Server
 
 

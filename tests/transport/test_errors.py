@@ -11,7 +11,7 @@ from grpclib.exceptions import GRPCError
 
 from flame import FlameError, FlameErrorCode
 from flame._errors import code_for_status
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame._transport import Channel, Endpoint, GrpcLoop, refuse, serve
 
 # What a user should get for each status a server may answer with, written

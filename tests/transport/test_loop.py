@@ -13,7 +13,7 @@ from grpclib.exceptions import GRPCError
 from transport_helpers import wait_until
 
 from flame import FlameError, FlameErrorCode
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame._transport import Channel, GrpcLoop, serve
 
 

@@ -20,7 +20,7 @@ import sniffio
 import trustme
 from transport_helpers import BOUND, Frontend, wait_until
 
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame._transport import Channel, open_grpc_loop, serve
 
 

@@ -11,7 +11,7 @@ import trustme
 from transport_helpers import Frontend
 
 from flame import FlameError, FlameErrorCode
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame._transport import (
     Channel,
     Endpoint,

@@ -18,7 +18,7 @@ import anyio.lowlevel
 import grpclib.const
 import pytest
 
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 
 #: How long a test waits for something that must happen; only a hang guard.
 BOUND = 10.0

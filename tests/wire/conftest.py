@@ -13,7 +13,7 @@ from grpc_tools import protoc
 from .wire_page import FILES, PACKAGE
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-PROTO_DIR = ROOT / "proto"
+PROTO_DIR = ROOT / "proto" / "v0.4"
 
 
 @dataclass(frozen=True)

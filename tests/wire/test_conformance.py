@@ -21,7 +21,7 @@ from google.protobuf import descriptor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 
 from .conftest import GoogleWire
 from .wire_page import MESSAGES

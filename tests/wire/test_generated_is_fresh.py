@@ -1,9 +1,9 @@
-"""The committed src/flame/_proto is exactly what proto/ generates.
+"""The committed src/flame/_proto/<root> of each wire is exactly what proto/<wire> generates.
 
-The test runs the same generation as ``nox -s proto`` (options and file list
-are read from noxfile.py, so the two cannot disagree) into a temporary
-directory and compares every file byte for byte. When it fails, regenerate
-with ``nox -s proto -- --write`` and commit the result.
+The test runs the same generation as ``nox -s proto`` (options, wires and
+file lists are read from noxfile.py, so the two cannot disagree) into a
+temporary directory and compares every file byte for byte. When it fails,
+regenerate with ``nox -s proto -- --write`` and commit the result.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import PROTO_DIR, ROOT
+from .conftest import ROOT
 
 GENERATED = ROOT / "src" / "flame" / "_proto"
 PLUGIN = "protoc-gen-python_betterproto2"
@@ -29,7 +29,7 @@ PLUGIN = "protoc-gen-python_betterproto2"
 
 def _noxfile_constants() -> dict[str, Any]:
     tree = ast.parse((ROOT / "noxfile.py").read_text(encoding="utf-8"))
-    wanted = {"PROTO_FILES", "PLUGIN_OPTIONS", "PROTO_TOOLS"}
+    wanted = {"PROTO_WIRES", "PLUGIN_OPTIONS", "PROTO_TOOLS"}
     found = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
@@ -63,7 +63,18 @@ def _describe(name: str, fresh: bytes | None, committed: bytes | None) -> str:
     return "\n".join(list(diff)[:40])
 
 
-def test_committed_generated_code_matches_proto(tmp_path: pathlib.Path) -> None:
+def test_every_wire_has_its_own_generated_root() -> None:
+    wires = _noxfile_constants()["PROTO_WIRES"]
+    assert sorted(wires) == ["v0.4", "v0.5", "v0.6"]
+    roots = [root for root, _ in wires.values()]
+    assert len(set(roots)) == len(roots)
+    hand_written = {"__init__.py"}  # explains the layout; everything else is generated
+    found = {p.name for p in GENERATED.iterdir() if p.name != "__pycache__"}
+    assert found == set(roots) | hand_written
+
+
+@pytest.mark.parametrize("wire", ["v0.4", "v0.5", "v0.6"])
+def test_committed_generated_code_matches_proto(tmp_path: pathlib.Path, wire: str) -> None:
     if importlib.util.find_spec("betterproto2_compiler") is None:
         pytest.skip("betterproto2_compiler is not installed (pip install -e '.[test]')")
     constants = _noxfile_constants()
@@ -77,15 +88,17 @@ def test_committed_generated_code_matches_proto(tmp_path: pathlib.Path) -> None:
     bindir = os.path.dirname(sys.executable)
     path = bindir + os.pathsep + os.environ.get("PATH", "")
     assert shutil.which(PLUGIN, path=path), f"{PLUGIN} not found next to {sys.executable}"
+    root, files = constants["PROTO_WIRES"][wire]
+    source = ROOT / "proto" / wire
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "grpc_tools.protoc",
-            f"-I{PROTO_DIR}",
+            f"-I{source}",
             f"--python_betterproto2_out={tmp_path}",
             f"--python_betterproto2_opt={constants['PLUGIN_OPTIONS']}",
-            *(str(PROTO_DIR / name) for name in constants["PROTO_FILES"]),
+            *(str(source / name) for name in files),
         ],
         # The plugin formats its output with the `ruff` it finds on PATH, and
         # ruff reads its settings from the working directory: the project's.
@@ -97,7 +110,7 @@ def test_committed_generated_code_matches_proto(tmp_path: pathlib.Path) -> None:
     )
     assert result.returncode == 0, f"protoc with {PLUGIN} failed:\n{result.stderr}"
 
-    fresh, committed = _files(tmp_path), _files(GENERATED)
+    fresh, committed = _files(tmp_path), _files(GENERATED / root)
     assert fresh, "the plugin wrote nothing"
     drift = [
         _describe(name, fresh.get(name), committed.get(name))
@@ -105,7 +118,7 @@ def test_committed_generated_code_matches_proto(tmp_path: pathlib.Path) -> None:
         if fresh.get(name) != committed.get(name)
     ]
     assert not drift, (
-        "src/flame/_proto differs from what proto/ generates "
+        f"src/flame/_proto/{root} differs from what proto/{wire} generates "
         f"(formatted by {_ruff_version(path)}); "
         "run `nox -s proto -- --write` and commit:\n" + "\n".join(drift)
     )

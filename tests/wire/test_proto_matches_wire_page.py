@@ -20,7 +20,7 @@ from betterproto2.grpclib.grpclib_client import ServiceStub
 from betterproto2.grpclib.grpclib_server import ServiceBase
 from google.protobuf import descriptor_pb2
 
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 
 from .conftest import GoogleWire
 from .wire_page import (

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame._wire import (
     WireTask,
     decode_create_task,

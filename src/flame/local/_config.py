@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from .._errors import FlameError, FlameErrorCode
-from .._proto import flame as pb
+from .._proto.v04 import flame as pb
 from .._transport import Endpoint
 from ._limits import MAX_MESSAGE_BYTES
 

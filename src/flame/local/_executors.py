@@ -30,7 +30,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from .._proto import flame as pb
+from .._proto.v04 import flame as pb
 from ._scheduler import Demand, plan
 from ._sessions import SessionManager, SessionRuntime
 from .shims import open_shim

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .._errors import FlameError, FlameErrorCode
-from .._proto import flame as pb
+from .._proto.v04 import flame as pb
 from .._transport import refuse, server_stream_handler, unary_handler
 from .._wire import decode_create_task, decode_get_task, decode_watch_task
 from ._sessions import SessionManager

@@ -42,7 +42,7 @@ from typing import Protocol
 import anyio
 
 from .._errors import FlameError, FlameErrorCode
-from .._proto import flame as pb
+from .._proto.v04 import flame as pb
 from .._wire import WireTask
 from ._storage import Storage
 from .shims import supported

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import anyio
 
 from .._errors import FlameError, FlameErrorCode
-from .._proto import flame as pb
+from .._proto.v04 import flame as pb
 from .._wire import WireTask, decode_task, encode_task
 
 __all__ = ["MemoryStorage", "SqliteStorage", "Storage"]

@@ -35,7 +35,7 @@ import anyio.to_thread
 
 from .. import _transport
 from .._errors import FlameError, FlameErrorCode
-from .._proto import flame as pb
+from .._proto.v04 import flame as pb
 from .._transport import Channel, Endpoint, GrpcLoop, open_grpc_loop, refuse
 from ._types import SessionContext, TaskContext, TaskOutput
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from .._proto import flame as pb
+from .._proto.v04 import flame as pb
 from .._types import Shim
 
 __all__ = ["ApplicationContext", "SessionContext", "TaskContext", "TaskOutput"]

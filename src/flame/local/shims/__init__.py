@@ -24,7 +24,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Protocol
 
-from ..._proto import flame as pb
+from ..._proto.v04 import flame as pb
 
 __all__ = ["SHIMS", "ShimError", "ShimOpener", "ShimSession", "open_shim", "supported"]
 

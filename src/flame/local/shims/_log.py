@@ -6,7 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from ..._proto import flame as pb
+from ..._proto.v04 import flame as pb
 from . import SHIMS
 
 __all__ = ["open_log"]

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import anyio
 import anyio.abc
 
-from ..._proto import flame as pb
+from ..._proto.v04 import flame as pb
 from .._limits import MAX_OUTPUT_BYTES
 from . import ShimError
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from ..._proto import flame as pb
+from ..._proto.v04 import flame as pb
 from . import SHIMS
 from ._process import child_environment, run_child
 

@@ -43,7 +43,7 @@ import anyio
 import anyio.abc
 
 from ..._errors import FlameError, FlameErrorCode
-from ..._proto import flame as pb
+from ..._proto.v04 import flame as pb
 from ..._transport import Channel, open_grpc_loop, serve
 from . import SHIMS, ShimError
 
