@@ -1,1 +1,1 @@
-"""Wire conformance: proto/ against the Flame v0.4 wire page, and our codec against Google's."""
+"""Wire conformance: proto/<wire>/ against each Flame wire page, and our codecs against Google's."""
