@@ -13,7 +13,7 @@ Client and server live in one process and talk over 127.0.0.1. For each of
 * ``grpclib bare``: the generated grpclib stubs called directly under
   asyncio, without our transport: the floor our asyncio path stands on;
 * ``grpcio``: ``grpc.aio`` server and client, from stubs that ``grpc_tools``
-  generates at run time from the same ``proto/`` files;
+  generates at run time from the same ``proto/v0.4/`` files;
 
 it measures a GetTask-like unary call (Frontend service) one at a time and
 with 64 in flight, and a WatchTask-like server stream of many messages; then
@@ -181,7 +181,7 @@ async def ours(seconds: float, messages: int, mode: str = "stub") -> dict[str, f
 def generate_grpcio(into: pathlib.Path) -> tuple[Any, Any, Any]:
     from grpc_tools import protoc
 
-    proto = ROOT / "proto"
+    proto = ROOT / "proto" / "v0.4"
     status = protoc.main(
         [
             "grpc_tools.protoc",
