@@ -2,20 +2,32 @@
 
 Every task crosses the wire several times (CreateTask and its answer, the
 WatchTask request and the watch's messages), and the generic codec of the
-generated code spends about 0.1 ms on each ``Task``. Here the few messages of
-that path are written out by hand, for their handful of fields:
+generated code spends several times longer on each ``Task``
+(``benchmarks/codec.py``). Here the few messages of that path are written
+out by hand, for their handful of fields:
 
-* :func:`encode_task` and :class:`WireTask` (a ``pb.Task`` that encodes
-  itself so), which the cluster sends;
-* :func:`decode_task`, which the client reads a ``Task`` with, into the flat
-  :class:`TaskFields`;
+* :func:`encode_task`, which writes a ``Task`` of any wire, and
+  :class:`HandEncodedTask`, a mixin for a subclass of a wire's generated
+  ``Task`` that encodes itself so (:class:`WireTask` is v0.4's); the
+  cluster sends these;
+* :func:`decode_task`, which the client reads a ``Task`` of any wire with,
+  into the flat :class:`TaskFields`;
 * :func:`encode_create_task` and :func:`encode_task_request`, the client's
   requests (CreateTask; GetTask and WatchTask share their fields), and
   :func:`decode_create_task`, :func:`decode_get_task` and
   :func:`decode_watch_task`, with which the cluster reads them.
 
-The tests check each against the generated code: the same bytes out, the
-same fields in, for any message.
+One codec serves every wire because these messages have the same field
+numbers on v0.4, v0.5 and v0.6, but for three differences: ``TaskStatus``
+has ``repeated Event events = 4`` from v0.5 on (``Event``: ``int32 code =
+1``, ``optional string message = 2``, ``int64 creation_time = 3``),
+``TaskState`` has ``Cancelled = 4`` from v0.6 on, and ``Metadata`` has
+``optional string owner = 3`` on v0.4 and v0.5 only. The codec writes what a
+message holds and reads whatever the bytes carry; what a number means (a
+state, seconds or milliseconds) is for its callers to say.
+
+The tests check each function against the generated code of every wire: the
+same bytes out, the same fields in, for any message.
 
 Proto3 rules, as the generated code applies them: a plain scalar field is
 left out when it holds its default (0, ""), an ``optional`` one whenever it
@@ -26,15 +38,15 @@ repeated message field, and skips fields it does not know.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from ._proto.v04 import flame as pb
 
-# The generated classes resolve their field types by name in the defining
-# module's namespace: a subclass defined here needs the same names in scope.
-from ._proto.v04.flame import Metadata, TaskSpec, TaskStatus  # noqa: F401
-
 __all__ = [
+    "HandEncodedTask",
+    "TaskEvent",
     "TaskFields",
     "WireTask",
     "decode_create_task",
@@ -73,18 +85,19 @@ def _key(number: int, wire: int) -> int:
     return (number << 3) | wire
 
 
-def _metadata(m: pb.Metadata) -> bytes:
+def _metadata(m: Any) -> bytes:
     out = b""
     if m.id:
         out += _delimited(_key(1, _LEN), m.id.encode())
     if m.name:
         out += _delimited(_key(2, _LEN), m.name.encode())
-    if m.owner is not None:
-        out += _delimited(_key(3, _LEN), m.owner.encode())
+    owner = getattr(m, "owner", None)  # v0.6's Metadata has none
+    if owner is not None:
+        out += _delimited(_key(3, _LEN), owner.encode())
     return out
 
 
-def _spec(s: pb.TaskSpec) -> bytes:
+def _spec(s: Any) -> bytes:
     out = b""
     if s.session_id:
         out += _delimited(_key(2, _LEN), s.session_id.encode())
@@ -95,7 +108,18 @@ def _spec(s: pb.TaskSpec) -> bytes:
     return out
 
 
-def _status(s: pb.TaskStatus) -> bytes:
+def _event(e: Any) -> bytes:
+    out = b""
+    if e.code:
+        out += bytes((_key(1, 0),)) + _varint(e.code)
+    if e.message is not None:
+        out += _delimited(_key(2, _LEN), e.message.encode())
+    if e.creation_time:
+        out += bytes((_key(3, 0),)) + _varint(e.creation_time)
+    return out
+
+
+def _status(s: Any) -> bytes:
     out = b""
     state = int(s.state)
     if state:
@@ -104,11 +128,19 @@ def _status(s: pb.TaskStatus) -> bytes:
         out += bytes((_key(2, 0),)) + _varint(s.creation_time)
     if s.completion_time is not None:
         out += bytes((_key(3, 0),)) + _varint(s.completion_time)
+    events = getattr(s, "events", None)  # v0.4's TaskStatus has none
+    if events:
+        for event in events:
+            out += _delimited(_key(4, _LEN), _event(event))
     return out
 
 
-def encode_task(task: pb.Task) -> bytes:
-    """The protobuf encoding of ``task``, the same bytes as ``bytes(task)``."""
+def encode_task(task: Any) -> bytes:
+    """The protobuf encoding of ``task``, the same bytes as ``bytes(task)``.
+
+    ``task`` is a generated ``Task`` of any wire, or of a subclass: it is
+    read field by field, events and owner included where its wire has them.
+    """
     out = b""
     if task.metadata is not None:
         out += _delimited(_key(1, _LEN), _metadata(task.metadata))
@@ -119,9 +151,14 @@ def encode_task(task: pb.Task) -> bytes:
     return out
 
 
-@dataclass(eq=False, repr=False)
-class WireTask(pb.Task):  # type: ignore[misc]
-    """A ``pb.Task`` that encodes itself with :func:`encode_task`."""
+class HandEncodedTask:
+    """Mixin for a subclass of a generated ``Task``: it encodes itself with :func:`encode_task`.
+
+    Put it first among the bases: ``class WireTask(HandEncodedTask, pb.Task)``.
+    The subclass may live outside the generated code: betterproto2 looks its
+    field types up by name in the module that defines the class, so this
+    mixin points it at the module of the generated ``Task``.
+    """
 
     def SerializeToString(self) -> bytes:
         return encode_task(self)
@@ -129,19 +166,44 @@ class WireTask(pb.Task):  # type: ignore[misc]
     def __bytes__(self) -> bytes:
         return encode_task(self)
 
+    @classmethod
+    def _type_hints(cls) -> dict[str, Any]:
+        hints: dict[str, Any] = _generated_class(cls)._type_hints()
+        return hints
+
+
+@dataclass(eq=False, repr=False)
+class WireTask(HandEncodedTask, pb.Task):  # type: ignore[misc]
+    """A v0.4 ``pb.Task`` that encodes itself with :func:`encode_task`."""
+
+
+_GENERATED = __name__.rpartition(".")[0] + "._proto."
+
+
+def _generated_class(cls: type) -> type[Any]:
+    """The generated class ``cls`` is, or derives from."""
+    for base in cls.__mro__:
+        if base.__module__.startswith(_GENERATED):
+            return base
+    raise TypeError(f"{cls.__qualname__} is not a generated class, nor derived from one")
+
 
 # --------------------------------------------------------------------------
 # Requests of the client
 
 
 def encode_create_task(session_id: str, data: bytes | None) -> bytes:
-    """``bytes(pb.CreateTaskRequest(task=pb.TaskSpec(session_id=..., input=data)))``."""
-    spec = _spec(pb.TaskSpec(session_id=session_id, input=data))
+    """``bytes(pb.CreateTaskRequest(task=pb.TaskSpec(session_id=..., input=data)))``, any wire."""
+    spec = b""
+    if session_id:
+        spec += _delimited(_key(2, _LEN), session_id.encode())
+    if data is not None:
+        spec += _delimited(_key(3, _LEN), data)
     return _delimited(_key(1, _LEN), spec)
 
 
 def encode_task_request(task_id: str, session_id: str) -> bytes:
-    """The bytes of a ``GetTaskRequest`` or a ``WatchTaskRequest``: the same two fields."""
+    """The bytes of a ``GetTaskRequest`` or a ``WatchTaskRequest`` of any wire: two fields."""
     out = b""
     if task_id:
         out += _delimited(_key(1, _LEN), task_id.encode())
@@ -154,17 +216,28 @@ def encode_task_request(task_id: str, session_id: str) -> bytes:
 # Reading a Task
 
 
+class TaskEvent(NamedTuple):
+    """One ``Event`` of a task's status (v0.5 and v0.6), as raw numbers."""
+
+    code: int  # the TaskState number the task entered, on both wires
+    message: str | None
+    creation_time: int  # seconds on v0.5, milliseconds on v0.6
+
+
 class TaskFields:
-    """The fields of one ``Task`` message, flat; what :func:`decode_task` gives.
+    """The fields of one ``Task`` message of any wire, flat; what :func:`decode_task` gives.
 
     ``has_metadata``, ``has_spec`` and ``has_status`` say whether the message
     carried each part; the fields of a missing part keep their defaults.
-    ``state`` is the raw number of the ``TaskState``.
+    ``state`` is the raw number of the ``TaskState``; ``events`` are the
+    status's events in the order they came (none on v0.4); ``owner`` is set
+    only by a v0.4 or v0.5 message that carried it.
     """
 
     __slots__ = (
         "completion_time",
         "creation_time",
+        "events",
         "has_metadata",
         "has_spec",
         "has_status",
@@ -187,32 +260,76 @@ class TaskFields:
         self.state = 0
         self.creation_time = 0
         self.completion_time: int | None = None
+        self.events: tuple[TaskEvent, ...] = ()
         self.has_metadata = False
         self.has_spec = False
         self.has_status = False
 
     @property
     def finished(self) -> bool:
-        """Whether the task is Succeed or Failed."""
-        return self.state == 2 or self.state == 3
+        """Whether the task is in a final state: Succeed, Failed or (v0.6) Cancelled."""
+        return 2 <= self.state <= 4
 
-    def to_pb(self, cls: type[pb.Task] = pb.Task) -> pb.Task:
-        """The same task as a generated message, of ``cls`` (``pb.Task`` or a subclass)."""
-        return cls(
-            metadata=pb.Metadata(id=self.id, name=self.name, owner=self.owner)
-            if self.has_metadata
-            else None,
-            spec=pb.TaskSpec(session_id=self.session_id, input=self.input, output=self.output)
-            if self.has_spec
-            else None,
-            status=pb.TaskStatus(
-                state=pb.TaskState(self.state),
+    def to_pb(self, cls: type[Any] = pb.Task) -> Any:
+        """The task as a message of ``cls``: a wire's generated ``Task``, or a subclass of one.
+
+        It is what ``cls.parse`` makes of the same bytes: a field ``cls``'s
+        wire lacks (``owner`` on v0.6, ``events`` on v0.4) is left out.
+        """
+        parts = _task_parts(cls)
+        metadata = status = None
+        if self.has_metadata:
+            if parts.has_owner:
+                metadata = parts.metadata(id=self.id, name=self.name, owner=self.owner)
+            else:
+                metadata = parts.metadata(id=self.id, name=self.name)
+        if self.has_status:
+            status = parts.status(
+                state=parts.state(self.state),
                 creation_time=self.creation_time,
                 completion_time=self.completion_time,
             )
-            if self.has_status
-            else None,
+            if parts.event is not None:
+                status.events = [
+                    parts.event(code=e.code, message=e.message, creation_time=e.creation_time)
+                    for e in self.events
+                ]
+        spec = (
+            parts.spec(session_id=self.session_id, input=self.input, output=self.output)
+            if self.has_spec
+            else None
         )
+        return cls(metadata=metadata, spec=spec, status=status)
+
+
+class _TaskParts(NamedTuple):
+    """The generated classes a wire's ``Task`` is made of."""
+
+    metadata: Any
+    spec: Any
+    status: Any
+    state: Any
+    event: Any  # None on v0.4
+    has_owner: bool
+
+
+_parts_by_class: dict[type, _TaskParts] = {}
+
+
+def _task_parts(cls: type) -> _TaskParts:
+    parts = _parts_by_class.get(cls)
+    if parts is None:
+        generated = sys.modules[_generated_class(cls).__module__]
+        parts = _TaskParts(
+            metadata=generated.Metadata,
+            spec=generated.TaskSpec,
+            status=generated.TaskStatus,
+            state=generated.TaskState,
+            event=getattr(generated, "Event", None),
+            has_owner="owner" in generated.Metadata.__dataclass_fields__,
+        )
+        _parts_by_class[cls] = parts
+    return parts
 
 
 class _Truncated(ValueError):
@@ -322,15 +439,45 @@ def _read_status(task: TaskFields, data: bytes, pos: int, end: int) -> None:
                 task.creation_time = _signed(value)
             else:
                 task.completion_time = _signed(value)
+        elif number == 4:
+            if wire != _LEN:
+                raise _wrong("TaskStatus event")
+            start, pos = _length(data, pos, end)
+            task.events += (_read_event(data, start, pos),)
         else:
             pos = _skip(data, pos, end, wire)
+
+
+def _read_event(data: bytes, pos: int, end: int) -> TaskEvent:
+    code = creation_time = 0
+    message = None
+    while pos < end:
+        key, pos = _read_varint(data, pos, end)
+        number, wire = key >> 3, key & 7
+        if number == 1 or number == 3:
+            if wire != 0:
+                raise _wrong("Event field")
+            value, pos = _read_varint(data, pos, end)
+            if number == 1:
+                value &= 0xFFFFFFFF  # an int32: its low 32 bits, signed
+                code = value - (1 << 32) if value >= 1 << 31 else value
+            else:
+                creation_time = _signed(value)
+        elif number == 2:
+            if wire != _LEN:
+                raise _wrong("Event field")
+            start, pos = _length(data, pos, end)
+            message = data[start:pos].decode()
+        else:
+            pos = _skip(data, pos, end, wire)
+    return TaskEvent(code, message, creation_time)
 
 
 _PARTS = {1: _read_metadata, 2: _read_spec, 3: _read_status}
 
 
 def decode_task(data: bytes) -> TaskFields:
-    """Read a ``Task`` message; ValueError if ``data`` is not one."""
+    """Read a ``Task`` message of any wire; ValueError if ``data`` is not one."""
     task = TaskFields()
     pos, end = 0, len(data)
     while pos < end:
