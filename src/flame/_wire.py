@@ -59,11 +59,45 @@ __all__ = [
 ]
 
 
+# Keys (field number << 3 | wire type) of the fields below. Every number is
+# below 16, so every key is one byte: the encoders write it from _BYTE, the
+# readers compare the byte they find, and fall back to a general reading
+# (a longer key, an unknown field, a wrong wire type) only for other bytes.
+_VARINT, _LEN = 0, 2
+
+
+def _key(number: int, wire: int) -> int:
+    return number << 3 | wire
+
+
+_TASK_METADATA = _key(1, _LEN)
+_TASK_SPEC = _key(2, _LEN)
+_TASK_STATUS = _key(3, _LEN)
+_METADATA_ID = _key(1, _LEN)
+_METADATA_NAME = _key(2, _LEN)
+_METADATA_OWNER = _key(3, _LEN)  # v0.4 and v0.5
+_SPEC_SESSION_ID = _key(2, _LEN)
+_SPEC_INPUT = _key(3, _LEN)
+_SPEC_OUTPUT = _key(4, _LEN)
+_STATUS_STATE = _key(1, _VARINT)
+_STATUS_CREATION_TIME = _key(2, _VARINT)
+_STATUS_COMPLETION_TIME = _key(3, _VARINT)
+_STATUS_EVENT = _key(4, _LEN)  # v0.5 and v0.6
+_EVENT_CODE = _key(1, _VARINT)
+_EVENT_MESSAGE = _key(2, _LEN)
+_EVENT_CREATION_TIME = _key(3, _VARINT)
+_CREATE_TASK_TASK = _key(1, _LEN)
+_TASK_REQUEST_TASK_ID = _key(1, _LEN)
+_TASK_REQUEST_SESSION_ID = _key(2, _LEN)
+
+_BYTE = [bytes((value,)) for value in range(0x80)]  # a varint below 0x80 is one byte
+
+
 def _varint(value: int) -> bytes:
     if value < 0:
         value += 1 << 64
     if value < 0x80:
-        return bytes((value,))
+        return _BYTE[value]
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -74,48 +108,40 @@ def _varint(value: int) -> bytes:
 
 def _delimited(key: int, data: bytes) -> bytes:
     size = len(data)
-    return bytes((key,)) + (bytes((size,)) if size < 0x80 else _varint(size)) + data
-
-
-# Keys (field number << 3 | wire type) of the fields below: all below 0x80.
-_LEN = 2
-
-
-def _key(number: int, wire: int) -> int:
-    return (number << 3) | wire
+    return _BYTE[key] + (_BYTE[size] if size < 0x80 else _varint(size)) + data
 
 
 def _metadata(m: Any) -> bytes:
     out = b""
     if m.id:
-        out += _delimited(_key(1, _LEN), m.id.encode())
+        out += _delimited(_METADATA_ID, m.id.encode())
     if m.name:
-        out += _delimited(_key(2, _LEN), m.name.encode())
+        out += _delimited(_METADATA_NAME, m.name.encode())
     owner = getattr(m, "owner", None)  # v0.6's Metadata has none
     if owner is not None:
-        out += _delimited(_key(3, _LEN), owner.encode())
+        out += _delimited(_METADATA_OWNER, owner.encode())
     return out
 
 
 def _spec(s: Any) -> bytes:
     out = b""
     if s.session_id:
-        out += _delimited(_key(2, _LEN), s.session_id.encode())
+        out += _delimited(_SPEC_SESSION_ID, s.session_id.encode())
     if s.input is not None:
-        out += _delimited(_key(3, _LEN), s.input)
+        out += _delimited(_SPEC_INPUT, s.input)
     if s.output is not None:
-        out += _delimited(_key(4, _LEN), s.output)
+        out += _delimited(_SPEC_OUTPUT, s.output)
     return out
 
 
 def _event(e: Any) -> bytes:
     out = b""
     if e.code:
-        out += bytes((_key(1, 0),)) + _varint(e.code)
+        out += _BYTE[_EVENT_CODE] + _varint(e.code)
     if e.message is not None:
-        out += _delimited(_key(2, _LEN), e.message.encode())
+        out += _delimited(_EVENT_MESSAGE, e.message.encode())
     if e.creation_time:
-        out += bytes((_key(3, 0),)) + _varint(e.creation_time)
+        out += _BYTE[_EVENT_CREATION_TIME] + _varint(e.creation_time)
     return out
 
 
@@ -123,15 +149,15 @@ def _status(s: Any) -> bytes:
     out = b""
     state = int(s.state)
     if state:
-        out += bytes((_key(1, 0),)) + _varint(state)
+        out += _BYTE[_STATUS_STATE] + _varint(state)
     if s.creation_time:
-        out += bytes((_key(2, 0),)) + _varint(s.creation_time)
+        out += _BYTE[_STATUS_CREATION_TIME] + _varint(s.creation_time)
     if s.completion_time is not None:
-        out += bytes((_key(3, 0),)) + _varint(s.completion_time)
+        out += _BYTE[_STATUS_COMPLETION_TIME] + _varint(s.completion_time)
     events = getattr(s, "events", None)  # v0.4's TaskStatus has none
     if events:
         for event in events:
-            out += _delimited(_key(4, _LEN), _event(event))
+            out += _delimited(_STATUS_EVENT, _event(event))
     return out
 
 
@@ -143,11 +169,11 @@ def encode_task(task: Any) -> bytes:
     """
     out = b""
     if task.metadata is not None:
-        out += _delimited(_key(1, _LEN), _metadata(task.metadata))
+        out += _delimited(_TASK_METADATA, _metadata(task.metadata))
     if task.spec is not None:
-        out += _delimited(_key(2, _LEN), _spec(task.spec))
+        out += _delimited(_TASK_SPEC, _spec(task.spec))
     if task.status is not None:
-        out += _delimited(_key(3, _LEN), _status(task.status))
+        out += _delimited(_TASK_STATUS, _status(task.status))
     return out
 
 
@@ -196,19 +222,19 @@ def encode_create_task(session_id: str, data: bytes | None) -> bytes:
     """``bytes(pb.CreateTaskRequest(task=pb.TaskSpec(session_id=..., input=data)))``, any wire."""
     spec = b""
     if session_id:
-        spec += _delimited(_key(2, _LEN), session_id.encode())
+        spec += _delimited(_SPEC_SESSION_ID, session_id.encode())
     if data is not None:
-        spec += _delimited(_key(3, _LEN), data)
-    return _delimited(_key(1, _LEN), spec)
+        spec += _delimited(_SPEC_INPUT, data)
+    return _delimited(_CREATE_TASK_TASK, spec)
 
 
 def encode_task_request(task_id: str, session_id: str) -> bytes:
     """The bytes of a ``GetTaskRequest`` or a ``WatchTaskRequest`` of any wire: two fields."""
     out = b""
     if task_id:
-        out += _delimited(_key(1, _LEN), task_id.encode())
+        out += _delimited(_TASK_REQUEST_TASK_ID, task_id.encode())
     if session_id:
-        out += _delimited(_key(2, _LEN), session_id.encode())
+        out += _delimited(_TASK_REQUEST_SESSION_ID, session_id.encode())
     return out
 
 
@@ -385,95 +411,108 @@ def _wrong(field: str) -> ValueError:
     return ValueError(f"a Task message holds {field} with the wrong wire type")
 
 
+def _other(data: bytes, pos: int, end: int, key: int, known: range, field: str) -> int:
+    """Past a field no reader matched by its key: unknown, or known with the wrong wire type."""
+    if key >> 3 in known:
+        raise _wrong(field)
+    return _skip(data, pos, end, key & 7)
+
+
 def _read_metadata(task: TaskFields, data: bytes, pos: int, end: int) -> None:
     task.has_metadata = True
     while pos < end:
-        key, pos = _read_varint(data, pos, end)
-        number, wire = key >> 3, key & 7
-        if number in (1, 2, 3):
-            if wire != _LEN:
-                raise _wrong("Metadata field")
-            start, pos = _length(data, pos, end)
-            text = data[start:pos].decode()
-            if number == 1:
-                task.id = text
-            elif number == 2:
-                task.name = text
-            else:
-                task.owner = text
+        key = data[pos]
+        if key < 0x80:
+            pos += 1
         else:
-            pos = _skip(data, pos, end, wire)
+            key, pos = _read_varint(data, pos, end)
+        if key == _METADATA_ID:
+            start, pos = _length(data, pos, end)
+            task.id = data[start:pos].decode()
+        elif key == _METADATA_NAME:
+            start, pos = _length(data, pos, end)
+            task.name = data[start:pos].decode()
+        elif key == _METADATA_OWNER:
+            start, pos = _length(data, pos, end)
+            task.owner = data[start:pos].decode()
+        else:
+            pos = _other(data, pos, end, key, range(1, 4), "a Metadata field")
 
 
 def _read_spec(task: TaskFields, data: bytes, pos: int, end: int) -> None:
     task.has_spec = True
     while pos < end:
-        key, pos = _read_varint(data, pos, end)
-        number, wire = key >> 3, key & 7
-        if number in (2, 3, 4):
-            if wire != _LEN:
-                raise _wrong("TaskSpec field")
-            start, pos = _length(data, pos, end)
-            if number == 2:
-                task.session_id = data[start:pos].decode()
-            elif number == 3:
-                task.input = data[start:pos]
-            else:
-                task.output = data[start:pos]
+        key = data[pos]
+        if key < 0x80:
+            pos += 1
         else:
-            pos = _skip(data, pos, end, wire)
+            key, pos = _read_varint(data, pos, end)
+        if key == _SPEC_SESSION_ID:
+            start, pos = _length(data, pos, end)
+            task.session_id = data[start:pos].decode()
+        elif key == _SPEC_INPUT:
+            start, pos = _length(data, pos, end)
+            task.input = data[start:pos]
+        elif key == _SPEC_OUTPUT:
+            start, pos = _length(data, pos, end)
+            task.output = data[start:pos]
+        else:
+            pos = _other(data, pos, end, key, range(2, 5), "a TaskSpec field")
 
 
 def _read_status(task: TaskFields, data: bytes, pos: int, end: int) -> None:
     task.has_status = True
     while pos < end:
-        key, pos = _read_varint(data, pos, end)
-        number, wire = key >> 3, key & 7
-        if number in (1, 2, 3):
-            if wire != 0:
-                raise _wrong("TaskStatus field")
+        key = data[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _read_varint(data, pos, end)
+        if key == _STATUS_STATE:
             value, pos = _read_varint(data, pos, end)
-            if number == 1:
-                task.state = _signed(value) if value >= 1 << 63 else value & 0xFFFFFFFF
-            elif number == 2:
-                task.creation_time = _signed(value)
-            else:
-                task.completion_time = _signed(value)
-        elif number == 4:
-            if wire != _LEN:
-                raise _wrong("TaskStatus event")
+            task.state = _signed(value) if value >= 1 << 63 else value & 0xFFFFFFFF
+        elif key == _STATUS_CREATION_TIME:
+            value, pos = _read_varint(data, pos, end)
+            task.creation_time = _signed(value)
+        elif key == _STATUS_COMPLETION_TIME:
+            value, pos = _read_varint(data, pos, end)
+            task.completion_time = _signed(value)
+        elif key == _STATUS_EVENT:
             start, pos = _length(data, pos, end)
             task.events += (_read_event(data, start, pos),)
         else:
-            pos = _skip(data, pos, end, wire)
+            pos = _other(data, pos, end, key, range(1, 5), "a TaskStatus field")
+
+
+# A NamedTuple's own constructor costs twice this.
+_new_event = tuple.__new__
 
 
 def _read_event(data: bytes, pos: int, end: int) -> TaskEvent:
     code = creation_time = 0
     message = None
     while pos < end:
-        key, pos = _read_varint(data, pos, end)
-        number, wire = key >> 3, key & 7
-        if number == 1 or number == 3:
-            if wire != 0:
-                raise _wrong("Event field")
+        key = data[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _read_varint(data, pos, end)
+        if key == _EVENT_CODE:
             value, pos = _read_varint(data, pos, end)
-            if number == 1:
-                value &= 0xFFFFFFFF  # an int32: its low 32 bits, signed
-                code = value - (1 << 32) if value >= 1 << 31 else value
-            else:
-                creation_time = _signed(value)
-        elif number == 2:
-            if wire != _LEN:
-                raise _wrong("Event field")
+            value &= 0xFFFFFFFF  # an int32: its low 32 bits, signed
+            code = value - (1 << 32) if value >= 1 << 31 else value
+        elif key == _EVENT_MESSAGE:
             start, pos = _length(data, pos, end)
             message = data[start:pos].decode()
+        elif key == _EVENT_CREATION_TIME:
+            value, pos = _read_varint(data, pos, end)
+            creation_time = _signed(value)
         else:
-            pos = _skip(data, pos, end, wire)
-    return TaskEvent(code, message, creation_time)
+            pos = _other(data, pos, end, key, range(1, 4), "an Event field")
+    return _new_event(TaskEvent, (code, message, creation_time))
 
 
-_PARTS = {1: _read_metadata, 2: _read_spec, 3: _read_status}
+_PARTS = {_TASK_METADATA: _read_metadata, _TASK_SPEC: _read_spec, _TASK_STATUS: _read_status}
 
 
 def decode_task(data: bytes) -> TaskFields:
@@ -481,14 +520,15 @@ def decode_task(data: bytes) -> TaskFields:
     task = TaskFields()
     pos, end = 0, len(data)
     while pos < end:
-        key, pos = _read_varint(data, pos, end)
-        number, wire = key >> 3, key & 7
-        read = _PARTS.get(number)
+        key = data[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _read_varint(data, pos, end)
+        read = _PARTS.get(key)
         if read is None:
-            pos = _skip(data, pos, end, wire)
+            pos = _other(data, pos, end, key, range(1, 4), "a Task field")
             continue
-        if wire != _LEN:
-            raise _wrong(f"field {number}")
         start, pos = _length(data, pos, end)
         read(task, data, start, pos)
     return task
