@@ -9,7 +9,7 @@ generated v0.5 and v0.6 code to each row again, independently of this module.
 from __future__ import annotations
 
 from .page_v06 import PAGE as V06
-from .wire_page import MethodRow, WirePage
+from .wire_page import UNARY, MethodRow, WirePage
 
 
 def _copy_tables() -> dict[str, dict[str, str]]:
@@ -127,7 +127,7 @@ def _services() -> dict[str, dict[str, list[MethodRow]]]:
             continue
         frontend.append(row)
         if row[0] == "CreateTask":
-            frontend.append(("DeleteTask", "DeleteTaskRequest", "Task", "unary"))
+            frontend.append(("DeleteTask", "DeleteTaskRequest", "Task", UNARY))
     services["frontend.proto"]["Frontend"] = frontend
     # Backend | no WatchNode
     backend = services["backend.proto"]["Backend"]

@@ -1,10 +1,11 @@
 """Our generated codec and Google's protobuf runtime agree on every message of every wire.
 
-For each message of proto/<wire>/ (v0.4, v0.5, v0.6), hypothesis draws a value, described as a plain
-tree (``{field: value}``; a field with explicit presence is left out when
-unset). The tree is built as one of our betterproto2 messages and as a Google
-message made from the same .proto files; each side's bytes are decoded by the
-other, and the result, read back into a tree, must be the tree we started with.
+For each message of proto/<wire>/ (v0.4, v0.5, v0.6), hypothesis draws a
+value, described as a plain tree (``{field: value}``; a field with explicit
+presence is left out when unset; of a oneof, at most one field). The tree is
+built as one of our betterproto2 messages and as a Google message made from
+the same .proto files; each side's bytes are decoded by the other, and the
+result, read back into a tree, must be the tree we started with.
 
 The strategies are derived from Google's descriptors, so a message or field
 added to proto/ is covered without touching this file; a type the wire does not

@@ -22,8 +22,23 @@ from .conftest import GoogleWire
 from .pages import PAGES, WIRES
 from .readers import FDP, PYTHON_SCALARS, generated_fields, protoc_field, without_optional_messages
 from .stubs import stub_requests
-from .wire_page import SCALARS, Field, Method, Reserved, WirePage, snake_case
+from .wire_page import (
+    BIDIRECTIONAL,
+    SCALARS,
+    SERVER_STREAMING,
+    UNARY,
+    Field,
+    Method,
+    Reserved,
+    WirePage,
+    snake_case,
+)
 
+STREAMING = {
+    (False, False): UNARY,
+    (False, True): SERVER_STREAMING,
+    (True, True): BIDIRECTIONAL,
+}
 CARDINALITY = {
     (False, False): grpclib.const.Cardinality.UNARY_UNARY,
     (False, True): grpclib.const.Cardinality.UNARY_STREAM,
@@ -167,11 +182,8 @@ def test_protoc_services_match_the_page(google_wire: GoogleWire, page: WirePage)
     for file in google_wire.files.values():
         for service in file.service:
             for m in service.method:
-                streaming = {
-                    (False, False): "unary",
-                    (False, True): "server streaming",
-                    (True, True): "bidirectional",
-                }[(m.client_streaming, m.server_streaming)]
+                # A client-streaming method with a unary reply is a kind no page has.
+                streaming = STREAMING[m.client_streaming, m.server_streaming]
                 assert m.input_type.startswith(prefix) and m.output_type.startswith(prefix)
                 found.append(
                     Method(
