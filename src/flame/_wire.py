@@ -538,14 +538,23 @@ def decode_task(data: bytes) -> TaskFields:
 # Reading the client's requests (the cluster's side)
 
 
-def _delimited_fields(data: bytes) -> dict[int, list[bytes]]:
-    """Every length-delimited field of a request, by number; others are skipped."""
+def _delimited_fields(data: bytes, message: str, known: dict[int, str]) -> dict[int, list[bytes]]:
+    """Every length-delimited field of a request, by number; others are skipped.
+
+    ``known`` names the fields of ``message`` (all of them length-delimited):
+    one of them arriving with another wire type is refused.
+    """
     found: dict[int, list[bytes]] = {}
     pos, end = 0, len(data)
     while pos < end:
         key, pos = _read_varint(data, pos, end)
         number, wire = key >> 3, key & 7
         if wire != _LEN:
+            if number in known:
+                raise ValueError(
+                    f"{message}.{known[number]} should be length-delimited (wire type 2), "
+                    f"but the message carries it with wire type {wire}"
+                )
             pos = _skip(data, pos, end, wire)
             continue
         start, pos = _length(data, pos, end)
@@ -560,7 +569,7 @@ def _text(found: dict[int, list[bytes]], number: int) -> str:
 
 def decode_create_task(data: bytes) -> pb.CreateTaskRequest:
     """Read a ``CreateTaskRequest``; ValueError if ``data`` is not one."""
-    parts = _delimited_fields(data).get(1)
+    parts = _delimited_fields(data, "CreateTaskRequest", {1: "task"}).get(1)
     if parts is None:
         return pb.CreateTaskRequest()
     # A message field seen more than once is merged: read its parts in turn.
@@ -572,13 +581,16 @@ def decode_create_task(data: bytes) -> pb.CreateTaskRequest:
     )
 
 
+_TASK_REQUEST_FIELDS = {1: "task_id", 2: "session_id"}
+
+
 def decode_get_task(data: bytes) -> pb.GetTaskRequest:
     """Read a ``GetTaskRequest``; ValueError if ``data`` is not one."""
-    found = _delimited_fields(data)
+    found = _delimited_fields(data, "GetTaskRequest", _TASK_REQUEST_FIELDS)
     return pb.GetTaskRequest(task_id=_text(found, 1), session_id=_text(found, 2))
 
 
 def decode_watch_task(data: bytes) -> pb.WatchTaskRequest:
     """Read a ``WatchTaskRequest``; ValueError if ``data`` is not one."""
-    found = _delimited_fields(data)
+    found = _delimited_fields(data, "WatchTaskRequest", _TASK_REQUEST_FIELDS)
     return pb.WatchTaskRequest(task_id=_text(found, 1), session_id=_text(found, 2))
