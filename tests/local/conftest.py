@@ -28,7 +28,10 @@ class Client:
     async def refused(self, method: str, request: Any, status: str, *words: str) -> FlameError:
         """Call ``method``, which must fail with gRPC ``status`` and a message with ``words``."""
         with pytest.raises(FlameError) as info:
-            await self.call(method, request)
+            if method == "watch_task":
+                await self.watch_request(request)
+            else:
+                await self.call(method, request)
         error = info.value
         assert f": {status}: " in error.message, error.message
         for word in words:
@@ -36,7 +39,9 @@ class Client:
         return error
 
     async def watch(self, session_id: str, task_id: str) -> list[pb.Task]:
-        request = pb.WatchTaskRequest(task_id=task_id, session_id=session_id)
+        return await self.watch_request(pb.WatchTaskRequest(task_id=task_id, session_id=session_id))
+
+    async def watch_request(self, request: Any) -> list[pb.Task]:
         async with self.channel.stream(self.stub.watch_task, request) as updates:
             return [update async for update in updates]
 
@@ -91,3 +96,21 @@ async def wait_until(check: Callable[[], Awaitable[bool] | bool], limit: float =
             if result:
                 return
             await anyio.sleep(0.02)
+
+
+_raw_types: dict[type, type] = {}
+
+
+def raw(cls: type, data: bytes) -> Any:
+    """A request of ``cls`` that is sent as ``data``, whatever those bytes are."""
+    sub = _raw_types.get(cls)
+    if sub is None:
+
+        def encode(self: Any) -> bytes:
+            return self.__dict__["_raw"]
+
+        sub = type(f"Raw{cls.__name__}", (cls,), {"SerializeToString": encode, "__bytes__": encode})
+        _raw_types[cls] = sub
+    message = sub()
+    message.__dict__["_raw"] = data
+    return message

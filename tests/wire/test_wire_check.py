@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flame._proto import flame as pb
+from flame._proto.v04 import flame as pb
 from flame._wire import decode_create_task, decode_get_task, decode_watch_task
 from flame._wire_check import WireTypeError, check_message, check_wire, checked
 

@@ -27,7 +27,8 @@ from ._config import ApplicationConfig, ClusterConfig
 from ._executors import ExecutorPool
 from ._frontend import Frontend
 from ._sessions import SessionManager
-from ._storage import MemoryStorage, SqliteStorage, Storage
+from ._sqlite import SqliteStorage
+from ._storage import MemoryStorage, Storage
 
 __all__ = ["LocalCluster"]
 

@@ -264,10 +264,10 @@ class SessionManager:
             return "the application name is empty; give the application a name"
         if spec is None:
             return f"application {name!r} has no spec; send an ApplicationSpec with a shim"
-        try:
-            kind = pb.Shim(spec.shim)
-        except ValueError:
-            return f"application {name!r} has an unknown shim {int(spec.shim)}"
+        kind = pb.Shim(spec.shim)
+        if kind not in list(pb.Shim):
+            known = ", ".join(k.name for k in pb.Shim)
+            return f"application {name!r} has an unknown shim {int(spec.shim)}; one of {known}"
         if not supported(kind):
             runnable = ", ".join(k.name for k in pb.Shim if supported(k))
             return (
