@@ -407,14 +407,23 @@ def _skip(data: bytes, pos: int, end: int, wire: int) -> int:
     return pos + size
 
 
-def _wrong(field: str) -> ValueError:
-    return ValueError(f"a Task message holds {field} with the wrong wire type")
+#: The fields each reader knows, by number: a refusal names the field.
+_FIELD_NAMES: dict[str, dict[int, str]] = {
+    "Task": {1: "metadata", 2: "spec", 3: "status"},
+    "Metadata": {1: "id", 2: "name", 3: "owner"},
+    "TaskSpec": {2: "session_id", 3: "input", 4: "output"},
+    "TaskStatus": {1: "state", 2: "creation_time", 3: "completion_time", 4: "events"},
+    "Event": {1: "code", 2: "message", 3: "creation_time"},
+}
 
 
-def _other(data: bytes, pos: int, end: int, key: int, known: range, field: str) -> int:
+def _other(data: bytes, pos: int, end: int, key: int, message: str) -> int:
     """Past a field no reader matched by its key: unknown, or known with the wrong wire type."""
-    if key >> 3 in known:
-        raise _wrong(field)
+    name = _FIELD_NAMES[message].get(key >> 3)
+    if name is not None:
+        raise ValueError(
+            f"{message}.{name} arrived with wire type {key & 7}, which its type cannot have"
+        )
     return _skip(data, pos, end, key & 7)
 
 
@@ -436,7 +445,7 @@ def _read_metadata(task: TaskFields, data: bytes, pos: int, end: int) -> None:
             start, pos = _length(data, pos, end)
             task.owner = data[start:pos].decode()
         else:
-            pos = _other(data, pos, end, key, range(1, 4), "a Metadata field")
+            pos = _other(data, pos, end, key, "Metadata")
 
 
 def _read_spec(task: TaskFields, data: bytes, pos: int, end: int) -> None:
@@ -457,7 +466,7 @@ def _read_spec(task: TaskFields, data: bytes, pos: int, end: int) -> None:
             start, pos = _length(data, pos, end)
             task.output = data[start:pos]
         else:
-            pos = _other(data, pos, end, key, range(2, 5), "a TaskSpec field")
+            pos = _other(data, pos, end, key, "TaskSpec")
 
 
 def _read_status(task: TaskFields, data: bytes, pos: int, end: int) -> None:
@@ -481,7 +490,7 @@ def _read_status(task: TaskFields, data: bytes, pos: int, end: int) -> None:
             start, pos = _length(data, pos, end)
             task.events += (_read_event(data, start, pos),)
         else:
-            pos = _other(data, pos, end, key, range(1, 5), "a TaskStatus field")
+            pos = _other(data, pos, end, key, "TaskStatus")
 
 
 # A NamedTuple's own constructor costs twice this.
@@ -508,7 +517,7 @@ def _read_event(data: bytes, pos: int, end: int) -> TaskEvent:
             value, pos = _read_varint(data, pos, end)
             creation_time = _signed(value)
         else:
-            pos = _other(data, pos, end, key, range(1, 4), "an Event field")
+            pos = _other(data, pos, end, key, "Event")
     return _new_event(TaskEvent, (code, message, creation_time))
 
 
@@ -527,7 +536,7 @@ def decode_task(data: bytes) -> TaskFields:
             key, pos = _read_varint(data, pos, end)
         read = _PARTS.get(key)
         if read is None:
-            pos = _other(data, pos, end, key, range(1, 4), "a Task field")
+            pos = _other(data, pos, end, key, "Task")
             continue
         start, pos = _length(data, pos, end)
         read(task, data, start, pos)

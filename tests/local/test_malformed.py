@@ -43,7 +43,7 @@ async def test_a_wrong_typed_request_is_refused_and_stores_nothing(client: Clien
     ("method", "cls", "data", "field"),
     [
         ("create_task", pb.CreateTaskRequest, b"\x08\x01", "CreateTaskRequest.task"),
-        ("create_task", pb.CreateTaskRequest, b"\x0a\x02\x18\x01", "TaskSpec field"),
+        ("create_task", pb.CreateTaskRequest, b"\x0a\x02\x18\x01", "TaskSpec.input"),
         ("get_task", pb.GetTaskRequest, b"\x0a\x011\x10\x01", "GetTaskRequest.session_id"),
         ("watch_task", pb.WatchTaskRequest, b"\x0d\x00\x00\x00\x00", "WatchTaskRequest.task_id"),
         ("create_session", pb.CreateSessionRequest, b"\x0a\x02\x1a\x00", "session.slots"),
