@@ -8,7 +8,8 @@ import pytest
 
 from flame._errors import FlameError, FlameErrorCode
 from flame._proto.v04 import flame as pb
-from flame.local import ApplicationConfig, ClusterConfig, LocalCluster
+from flame.local import ApplicationConfig, ClusterConfig, LocalCluster, RetentionConfig, TlsConfig
+from flame.local._config import TOKEN_VARIABLE, parse_duration
 
 
 def test_reads_every_key_of_flame_conf(tmp_path: Path) -> None:
@@ -64,7 +65,18 @@ applications:
         ("storage: 'sqlite://:memory:'\n", ["database file", "'mem'"]),
         ("storage: 'sqlite://flame.db?mode=rwc'\n", ["'?'"]),
         ("endpoint: nowhere\n", ["endpoint"]),
-        ("endpoint: https://127.0.0.1:1\n", ["plain http"]),
+        ("endpoint: https://127.0.0.1:1\n", ["to serve https", "tls", "cert_file"]),
+        ("tls: {cert_file: a.pem}\n", ["both cert_file and key_file", "key_file is missing"]),
+        ("tls: {cert_file: a, key_file: b, ca_file: c}\n", ["ca_file", "not supported"]),
+        ("tls: {cert: a}\n", ["unknown key(s) cert in `tls`"]),
+        ("tls: a.pem\n", ["`tls` is a mapping"]),
+        ("auth_token: 12345\n", ["`auth_token` is a string"]),
+        ("auth_token: 'a b'\n", ["printable ASCII without spaces", "secrets.token_urlsafe"]),
+        ("retention: {max_age: soon}\n", ["'soon' is not a duration", "15m"]),
+        ("retention: {max_age: 0}\n", ["above 0"]),
+        ("retention: {max_closed_sessions: -1}\n", ["0 or more"]),
+        ("retention: {max_closed_sessions: many}\n", ["is a number"]),
+        ("retention: {keep: 1}\n", ["unknown key(s) keep in `retention`"]),
         ("a: [\n", ["not valid YAML"]),
     ],
 )
@@ -76,6 +88,42 @@ def test_bad_files_say_what_is_wrong(tmp_path: Path, text: str, words: list[str]
     assert info.value.code is FlameErrorCode.INVALID_CONFIG
     for word in words:
         assert word in info.value.message
+
+
+def test_reads_tls_token_and_retention(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TOKEN_VARIABLE, raising=False)
+    path = tmp_path / "flame-conf.yaml"
+    path.write_text(
+        """
+endpoint: https://0.0.0.0:8443
+tls:
+  cert_file: /etc/flame/server.pem
+  key_file: /etc/flame/server.key
+auth_token: s3cret-Token
+retention:
+  max_age: 2h
+  max_closed_sessions: 50
+"""
+    )
+    config = ClusterConfig.load(path)
+    assert config.tls == TlsConfig("/etc/flame/server.pem", "/etc/flame/server.key")
+    assert config.auth_token == "s3cret-Token"
+    assert "s3cret" not in repr(config)
+    assert config.retention == RetentionConfig(max_age=7200.0, max_closed_sessions=50)
+    # Without a token in the file, the environment's is taken.
+    path.write_text("retention: {max_age: 90}\n")
+    assert ClusterConfig.load(path).auth_token is None
+    monkeypatch.setenv(TOKEN_VARIABLE, "from-the-environment")
+    config = ClusterConfig.load(path)
+    assert (config.auth_token, config.retention.max_age) == ("from-the-environment", 90.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90.0), ("90s", 90.0), ("1.5m", 90.0), ("2h", 7200.0), ("7d", 604800.0), (30, 30.0)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text, "x") == seconds
 
 
 def test_missing_file_and_bad_values() -> None:

@@ -15,6 +15,6 @@ from the command line.
 from __future__ import annotations
 
 from ._cluster import LocalCluster
-from ._config import ApplicationConfig, ClusterConfig
+from ._config import ApplicationConfig, ClusterConfig, RetentionConfig, TlsConfig
 
-__all__ = ["ApplicationConfig", "ClusterConfig", "LocalCluster"]
+__all__ = ["ApplicationConfig", "ClusterConfig", "LocalCluster", "RetentionConfig", "TlsConfig"]

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any
@@ -23,9 +24,10 @@ import attrs
 
 from .._errors import FlameError, FlameErrorCode
 from .._transport import open_grpc_loop, serve
-from ._config import ApplicationConfig, ClusterConfig
+from ._config import ApplicationConfig, ClusterConfig, RetentionConfig
 from ._executors import ExecutorPool
 from ._frontend import Frontend
+from ._security import exposure, server_security
 from ._sessions import SessionManager
 from ._sqlite import SqliteStorage
 from ._storage import MemoryStorage, Storage
@@ -60,6 +62,27 @@ def _register(manager: SessionManager, app: ApplicationConfig) -> None:
         raise FlameError(FlameErrorCode.INVALID_CONFIG, f"cannot register: {problem}")
 
 
+#: How many closed sessions one round of pruning deletes at most; the next
+#: round follows at once while there are more.
+_PRUNE_BATCH = 100
+
+
+async def _prune(manager: SessionManager, retention: RetentionConfig) -> None:
+    """Delete closed sessions as ``retention`` says, until cancelled."""
+    period = 1.0
+    if retention.max_age is not None:
+        # Often enough that a session goes within a tenth of its age limit.
+        period = min(period, max(retention.max_age / 10, 0.05))
+    while True:
+        pruned = manager.prune(
+            time.time(),
+            max_age=retention.max_age,
+            max_closed=retention.max_closed_sessions,
+            limit=_PRUNE_BATCH,
+        )
+        await anyio.sleep(0 if pruned >= _PRUNE_BATCH else period)
+
+
 async def _run_cluster(
     config: ClusterConfig,
     *,
@@ -69,6 +92,7 @@ async def _run_cluster(
 
     ``task_status`` gets its endpoint and its session manager once it serves.
     """
+    security = server_security(config)
     pool = ExecutorPool(config.slots)
     storage = _make_storage(config)
     try:
@@ -87,13 +111,18 @@ async def _run_cluster(
             _register(manager, app)
         # We are on asyncio here, whatever the caller runs: this loop is the caller's.
         loop = open_grpc_loop()
+        # The server is to check security.auth_token once it can: this
+        # version serves whoever connects (the README says so).
+        frontend = Frontend(manager)
         async with (
-            serve(loop, [Frontend(manager)], host=config.host, port=config.port) as server,
+            serve(loop, [frontend], host=config.host, port=config.port, ssl=security.ssl) as server,
             anyio.create_task_group() as tg,
         ):
             pool.task_group = tg
             if isinstance(storage, SqliteStorage):
                 tg.start_soon(storage.write_behind, name="flame storage writer")
+            if config.retention.enabled:
+                tg.start_soon(_prune, manager, config.retention, name="flame retention")
             manager.resume()
             log.info(
                 "cluster %r serving on %s with %d executor slot(s)",
@@ -101,6 +130,9 @@ async def _run_cluster(
                 server.address,
                 config.slots,
             )
+            warning = exposure(config)
+            if warning is not None:
+                log.warning("%s", warning)
             task_status.started((str(server.address), manager))
             try:
                 await anyio.sleep_forever()
@@ -133,11 +165,13 @@ class LocalCluster:
     config names one), runs ``slots`` executor slots (default: the number of
     CPUs), and registers the config's applications before it answers. Leaving
     the ``async with`` stops the server, the executors and every child process
-    they started. Works under asyncio and under trio.
+    they started. Works under asyncio and under trio. With ``tls`` in the
+    config it serves ``https://``.
 
     With ``sqlite://<path>`` storage the state is kept in that file, and a
     cluster started on it again carries on: tasks that were running when it
-    stopped run again. The file is closed when the cluster stops.
+    stopped run again. The file is locked while the cluster runs, and closed
+    when it stops.
     """
 
     def __init__(
@@ -158,18 +192,29 @@ class LocalCluster:
             changes["applications"] = tuple(config.applications) + tuple(applications)
         self.config = attrs.evolve(config, **changes) if changes else config
         self._endpoint: str | None = None
+        self._manager: SessionManager | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._stop: Callable[[], Awaitable[None]] | None = None
 
-    @property
-    def endpoint(self) -> str:
-        """``http://127.0.0.1:<port>``, where the cluster serves."""
-        if self._endpoint is None:
+    def _running(self) -> SessionManager:
+        if self._manager is None:
             raise FlameError(
                 FlameErrorCode.INVALID_STATE,
                 "the cluster is not running; use it inside `async with LocalCluster() as cluster`",
             )
+        return self._manager
+
+    @property
+    def endpoint(self) -> str:
+        """``http://127.0.0.1:<port>`` (``https://`` with TLS), where the cluster serves."""
+        self._running()
+        assert self._endpoint is not None
         return self._endpoint
+
+    @property
+    def storage_problem(self) -> str | None:
+        """Why the cluster cannot commit its state now (calls wait meanwhile), or None."""
+        return self._running().storage.problem
 
     async def __aenter__(self) -> LocalCluster:
         if self._stack is not None:
@@ -187,6 +232,7 @@ class LocalCluster:
             raise
         self._stack = stack
         self._endpoint = endpoint
+        self._manager = manager
         self._stop = functools.partial(loop.run, _stop, manager)
         return self
 
@@ -199,6 +245,7 @@ class LocalCluster:
         stack, self._stack = self._stack, None
         stop, self._stop = self._stop, None
         self._endpoint = None
+        self._manager = None
         if stack is None:
             return None
         if stop is not None:

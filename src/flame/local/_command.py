@@ -11,9 +11,10 @@ from typing import Any
 
 import anyio
 
-from .._errors import FlameError
+from .._errors import FlameError, FlameErrorCode
 from ._cluster import LocalCluster
-from ._config import ClusterConfig
+from ._config import ClusterConfig, RetentionConfig, TlsConfig, parse_duration, token_from_env
+from ._security import exposure
 
 __all__ = ["configure", "run"]
 
@@ -43,6 +44,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"executor slots (default: the number of CPUs, {os.cpu_count() or 1} here)",
     )
     parser.add_argument(
+        "--tls-cert",
+        default=None,
+        metavar="PATH",
+        help="serve https with this certificate (PEM; with --tls-key; overrides the config's tls)",
+    )
+    parser.add_argument(
+        "--tls-key", default=None, metavar="PATH", help="the private key of --tls-cert (PEM)"
+    )
+    parser.add_argument(
+        "--retention-max-age",
+        default=None,
+        metavar="DURATION",
+        help="delete closed sessions and their tasks this long after closing (90s, 15m, 2h, 7d)",
+    )
+    parser.add_argument(
+        "--retention-max-closed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="keep at most N closed sessions (with their tasks); the oldest go first",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=LEVELS,
@@ -50,8 +73,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args: argparse.Namespace) -> ClusterConfig:
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """What the command line says over the config file (None: not said)."""
     overrides: dict[str, Any] = {"slots": args.slots}
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise FlameError(
+            FlameErrorCode.INVALID_CONFIG, "give --tls-cert and --tls-key together, or neither"
+        )
+    if args.tls_cert is not None:
+        overrides["tls"] = TlsConfig(cert_file=args.tls_cert, key_file=args.tls_key)
+    if args.retention_max_age is not None or args.retention_max_closed is not None:
+        overrides["retention"] = RetentionConfig(
+            max_age=None
+            if args.retention_max_age is None
+            else parse_duration(args.retention_max_age, "--retention-max-age"),
+            max_closed_sessions=args.retention_max_closed,
+        )
+    return overrides
+
+
+def _config(args: argparse.Namespace) -> ClusterConfig:
+    overrides = _overrides(args)
     if args.config is not None:
         config = ClusterConfig.load(args.config, **overrides)
         if args.endpoint is not None or config.endpoint is None:
@@ -61,6 +103,7 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
         return config
     return ClusterConfig(
         endpoint=args.endpoint or DEFAULT_ENDPOINT,
+        auth_token=token_from_env(),
         **{k: v for k, v in overrides.items() if v is not None},
     )
 
@@ -80,6 +123,10 @@ async def _serve(config: ClusterConfig) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with LocalCluster(config) as cluster:
             print(f"flame local: serving on {cluster.endpoint}", flush=True)
+            warning = exposure(config)
+            if warning is not None and not log.isEnabledFor(logging.WARNING):
+                # The cluster logged it; the log level hides it, and this must be seen.
+                print(f"flame local: warning: {warning}", file=sys.stderr, flush=True)
             async for signum in signals:
                 log.info("stopping on %s", signal.Signals(signum).name)
                 break

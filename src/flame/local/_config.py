@@ -4,7 +4,10 @@ A :class:`ClusterConfig` says where the cluster listens, how many executor
 slots it has, and which applications it registers when it starts. It can be
 built in code or read from a ``flame-conf.yaml`` with the keys a Flame cluster
 reads: ``name``, ``endpoint``, ``slot``, ``policy``, ``storage`` and
-``applications``.
+``applications``; and those of this cluster: ``tls`` (:class:`TlsConfig`,
+shaped as a Flame v0.6 cluster's ``cluster.tls``), ``auth_token`` (also
+read from the ``FLAME_AUTH_TOKEN`` environment variable) and ``retention``
+(:class:`RetentionConfig`).
 """
 
 from __future__ import annotations
@@ -21,11 +24,36 @@ from .._proto.v04 import flame as pb
 from .._transport import Endpoint
 from ._limits import MAX_MESSAGE_BYTES
 
-__all__ = ["ApplicationConfig", "ClusterConfig"]
+__all__ = [
+    "TOKEN_VARIABLE",
+    "ApplicationConfig",
+    "ClusterConfig",
+    "RetentionConfig",
+    "TlsConfig",
+    "parse_duration",
+    "token_from_env",
+]
 
-_KEYS = {"name", "endpoint", "slot", "policy", "storage", "applications"}
+_KEYS = {
+    "name",
+    "endpoint",
+    "slot",
+    "policy",
+    "storage",
+    "applications",
+    "tls",
+    "auth_token",
+    "retention",
+}
 _APP_KEYS = {"name", "shim", "command", "arguments", "environments", "working_directory", "url"}
+_TLS_KEYS = {"cert_file", "key_file"}
+_RETENTION_KEYS = {"max_age", "max_closed_sessions"}
 _SLOT = re.compile(r"^\s*cpu\s*=\s*\d+\s*,\s*mem\s*=\s*\d+[kmgt]?\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|m|h|d)?\s*$")
+_UNITS = {None: 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+#: The environment variable a token is read from when the config gives none.
+TOKEN_VARIABLE = "FLAME_AUTH_TOKEN"
 
 
 def _strings(values: Any) -> tuple[str, ...]:
@@ -145,6 +173,127 @@ def _default_slots() -> int:
     return os.cpu_count() or 1
 
 
+def parse_duration(value: Any, where: str) -> float:
+    """Seconds, from a number of seconds or a text like ``90s``, ``15m``, ``2h``, ``7d``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if match is None:
+            raise _bad(
+                where,
+                f"{value!r} is not a duration; give seconds, or like '90s', '15m', '2h', '7d'",
+            )
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise _bad(where, f"{value!r}: give a duration above 0")
+    return seconds
+
+
+@attrs.frozen
+class TlsConfig:
+    """The server's certificate and private key, PEM files: the cluster serves ``https://``.
+
+    ``cert_file`` may hold the chain after the certificate. Paths are
+    relative to the current directory unless absolute.
+    """
+
+    cert_file: str
+    key_file: str
+
+    def __attrs_post_init__(self) -> None:
+        for key in ("cert_file", "key_file"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise _bad(f"tls.{key}", "give the path of a PEM file")
+
+    @classmethod
+    def from_mapping(cls, data: Any, where: str) -> TlsConfig:
+        """Read ``tls`` in ``flame-conf.yaml``: ``{cert_file: ..., key_file: ...}``."""
+        if not isinstance(data, Mapping):
+            raise _bad(where, "`tls` is a mapping with `cert_file` and `key_file`")
+        keys = set(map(str, data))
+        if "ca_file" in keys:
+            raise _bad(
+                where,
+                "`tls.ca_file` (client certificates) is not supported by this cluster; "
+                "give `cert_file` and `key_file`",
+            )
+        unknown = sorted(keys - _TLS_KEYS)
+        if unknown:
+            raise _bad(
+                where, f"unknown key(s) {', '.join(unknown)} in `tls`; known: cert_file, key_file"
+            )
+        missing = sorted(_TLS_KEYS - keys)
+        if missing:
+            raise _bad(
+                where, f"`tls` needs both cert_file and key_file; {', '.join(missing)} is missing"
+            )
+        return cls(cert_file=str(data["cert_file"]), key_file=str(data["key_file"]))
+
+
+@attrs.frozen
+class RetentionConfig:
+    """How long closed sessions (with their tasks) are kept; by default, for ever.
+
+    ``max_age``: seconds after it closed, a session is deleted with its
+    tasks. ``max_closed_sessions``: at most this many closed sessions are
+    kept, those closed first going first. Open sessions are never touched.
+    """
+
+    max_age: float | None = None
+    max_closed_sessions: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_age is not None and not self.max_age > 0:
+            raise _bad("retention.max_age", f"{self.max_age}: give a duration above 0 seconds")
+        if self.max_closed_sessions is not None and self.max_closed_sessions < 0:
+            raise _bad(
+                "retention.max_closed_sessions", f"{self.max_closed_sessions}: give 0 or more"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_age is not None or self.max_closed_sessions is not None
+
+    @classmethod
+    def from_mapping(cls, data: Any, where: str) -> RetentionConfig:
+        """Read ``retention`` in ``flame-conf.yaml``."""
+        if not isinstance(data, Mapping):
+            raise _bad(
+                where, "`retention` is a mapping with `max_age` and/or `max_closed_sessions`"
+            )
+        unknown = sorted(set(map(str, data)) - _RETENTION_KEYS)
+        if unknown:
+            raise _bad(
+                where,
+                f"unknown key(s) {', '.join(unknown)} in `retention`; known: "
+                "max_age, max_closed_sessions",
+            )
+        age = data.get("max_age")
+        count = data.get("max_closed_sessions")
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+            raise _bad(where, f"`retention.max_closed_sessions` is a number, not {count!r}")
+        return cls(
+            max_age=None if age is None else parse_duration(age, f"{where}: retention.max_age"),
+            max_closed_sessions=count,
+        )
+
+
+def _check_token(token: str, where: str) -> None:
+    if not token or not token.isascii() or not token.isprintable() or " " in token:
+        raise _bad(
+            where,
+            "the token must be printable ASCII without spaces (it is sent in an HTTP header); "
+            "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        )
+
+
+def token_from_env() -> str | None:
+    """The token in ``FLAME_AUTH_TOKEN``, or None when it is unset or empty."""
+    token = os.environ.get(TOKEN_VARIABLE, "").strip()
+    return token or None
+
+
 @attrs.frozen
 class ClusterConfig:
     """How an embedded cluster runs.
@@ -154,6 +303,12 @@ class ClusterConfig:
     ``storage`` is ``mem`` (nothing is kept when the cluster stops) or
     ``sqlite://<path>``: a database file, created if missing, relative to the
     current directory unless absolute (``sqlite:///var/lib/flame.db``).
+
+    ``tls`` makes the cluster serve ``https://`` with that certificate.
+    ``auth_token`` is the shared secret clients are to present; it is kept
+    here for the server to check, which this version does not do yet (see
+    the README). ``retention`` prunes closed sessions. ``max_message_bytes``
+    is the largest task input or common data the cluster accepts.
     """
 
     name: str = "flame"
@@ -164,6 +319,9 @@ class ClusterConfig:
     storage: str = "mem"
     applications: tuple[ApplicationConfig, ...] = attrs.field(default=(), converter=tuple)
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    tls: TlsConfig | None = None
+    auth_token: str | None = attrs.field(default=None, repr=False)
+    retention: RetentionConfig = attrs.field(factory=RetentionConfig)
 
     def __attrs_post_init__(self) -> None:
         if self.slots < 1:
@@ -178,8 +336,13 @@ class ClusterConfig:
             _sqlite_path(self.storage)
         if self.endpoint is not None:
             endpoint = Endpoint.parse(self.endpoint)
-            if endpoint.tls:
-                raise _bad("endpoint", f"{self.endpoint!r}: this cluster serves plain http only")
+            if endpoint.tls and self.tls is None:
+                raise _bad(
+                    "endpoint",
+                    f"{self.endpoint!r}: to serve https, give `tls` with cert_file and key_file",
+                )
+        if self.auth_token is not None:
+            _check_token(self.auth_token, "auth_token")
         names = [app.name for app in self.applications]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -230,6 +393,14 @@ class ClusterConfig:
         for key in ("name", "endpoint", "slot", "policy", "storage"):
             if data.get(key) is not None:
                 values[key] = str(data[key])
+        if data.get("tls") is not None:
+            values["tls"] = TlsConfig.from_mapping(data["tls"], where)
+        if data.get("retention") is not None:
+            values["retention"] = RetentionConfig.from_mapping(data["retention"], where)
+        token = data.get("auth_token")
+        if token is not None and not isinstance(token, str):
+            raise _bad(where, "`auth_token` is a string; quote it")
+        values["auth_token"] = token or token_from_env()
         values["applications"] = tuple(
             ApplicationConfig.from_mapping(entry, f"{where}: applications[{i}]")
             for i, entry in enumerate(entries)

@@ -15,7 +15,9 @@ The rules are those of a v0.4 session manager:
 * the counters of a session count its tasks by state.
 
 Besides what v0.4 offers, a closed session can be opened again, and a task
-that is not running can be deleted.
+that is not running can be deleted. :meth:`SessionManager.prune` deletes
+closed sessions, with their tasks, past an age or beyond a number of them
+(the cluster's retention); open sessions are never pruned.
 
 The manager starts from what its store holds (nothing, for a fresh one):
 sessions come back open or closed as they were, a task that was Running goes
@@ -156,6 +158,8 @@ class SessionManager:
         self.max_message_bytes = max_message_bytes
         self.listener = listener
         self._runtimes: dict[int, SessionRuntime] = {}
+        #: Closed sessions, in the order they closed (their ids; the dict as an ordered set).
+        self._closed: dict[int, None] = {}
         self._watches: dict[tuple[int, int], list[_Watch]] = {}
         self._stopped = False
         self._watches_gone: anyio.Event | None = None
@@ -205,6 +209,9 @@ class SessionManager:
                     session_id,
                     requeued,
                 )
+        closed = [rt for rt in self._runtimes.values() if not rt.is_open]
+        closed.sort(key=lambda rt: (rt.status.completion_time or 0, rt.id))
+        self._closed = dict.fromkeys(rt.id for rt in closed)
         if self._runtimes:
             log.info(
                 "recovered %d session(s), %d of them open",
@@ -401,6 +408,7 @@ class SessionManager:
             rt.status.state = pb.SessionState.Open
             rt.status.completion_time = None
             self.storage.save_session(rt.id, rt.message, rt.app)
+            self._closed.pop(rt.id, None)
             log.info("opened session %d again", rt.id)
         return rt.message
 
@@ -418,22 +426,59 @@ class SessionManager:
         status.state = pb.SessionState.Closed
         status.completion_time = _now()
         self.storage.save_session(rt.id, rt.message, rt.app)
+        self._closed[rt.id] = None
         log.info("closed session %d", rt.id)
         if self.listener is not None:
             self.listener.session_closed(rt)
         return rt.message
 
     def delete_session(self, session_text: str) -> pb.Session:
+        """Forget a closed session and its tasks, in memory and in the store."""
         self._refuse_if_stopped()
         rt = self.runtime(session_text)
         if rt.is_open:
             raise _state(f"session {rt.id} is open; close it before deleting it")
-        del self._runtimes[rt.id]
-        self.storage.delete_session(rt.id)
+        self._delete(rt)
         log.info("deleted session %d", rt.id)
+        return rt.message
+
+    def _delete(self, rt: SessionRuntime) -> None:
+        del self._runtimes[rt.id]
+        self._closed.pop(rt.id, None)
+        self.storage.delete_session(rt.id)
         if self.listener is not None:
             self.listener.session_closed(rt)
-        return rt.message
+
+    def prune(
+        self,
+        now: float,
+        *,
+        max_age: float | None = None,
+        max_closed: int | None = None,
+        limit: int = 100,
+    ) -> int:
+        """Delete closed sessions, with their tasks: those closed before ``now - max_age``,
+        and the oldest beyond ``max_closed`` of them; at most ``limit`` in one call.
+
+        How many went. Open sessions are never touched. Costs next to
+        nothing when nothing is due: only the oldest closed session is
+        looked at.
+        """
+        if self._stopped:
+            return 0
+        closed = self._closed
+        pruned = 0
+        while closed and pruned < limit:
+            oldest = self._runtimes[next(iter(closed))]
+            too_many = max_closed is not None and len(closed) > max_closed
+            too_old = max_age is not None and (oldest.status.completion_time or 0) <= now - max_age
+            if not (too_many or too_old):
+                break
+            self._delete(oldest)
+            pruned += 1
+        if pruned:
+            log.info("pruned %d closed session(s); %d closed are kept", pruned, len(closed))
+        return pruned
 
     # ------------------------------------------------------------------
     # Tasks

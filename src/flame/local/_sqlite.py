@@ -381,6 +381,9 @@ class SqliteStorage(MemoryStorage):
         super().delete_session(session_id)
         self._dirty_sessions[session_id] = False
         self._dirty_counters.discard(session_id)
+        # Its tasks' rows go with the session's; let go of them now.
+        for key in [key for key in self._dirty_tasks if key[0] == session_id]:
+            del self._dirty_tasks[key]
         self._reserved_tasks.pop(session_id, None)
         if not self._dirty:
             self._mark()
