@@ -5,8 +5,8 @@ What a caller of :class:`SqliteStorage` can count on:
 * **Nothing acknowledged is lost to a crash of the process.** Changes are
   committed in groups, one transaction each; :meth:`~SqliteStorage.committed`
   returns once every change made so far is committed, and the cluster
-  answers no call, and sends no watch message, before that. Callers of the
-  same few milliseconds share one commit.
+  answers no call, and sends no watch message, before that. The calls of
+  the same turn of the event loop share one commit.
 * **Ids are never handed out twice**, a crash included: ids are reserved in
   blocks (:data:`ID_BLOCK`) committed before the first id of a block is
   used, and a store opened after a crash goes on after the reserved ones.
@@ -85,9 +85,11 @@ CREATE TABLE IF NOT EXISTS reserved_task_ids (
 """
 
 #: How long the writer waits, once a change is made, for more changes to
-#: commit with it, by default. Each call waits for its commit: longer
-#: windows mean fewer commits, and a longer wait for each call.
-COMMIT_WINDOW = 0.002
+#: commit with it, by default: none, past the current turn of the event loop
+#: (the calls that turn handles share the commit). Each call waits for its
+#: commit, so a window slows every answer by its length, and under load the
+#: calls of one turn already share a commit (the README has the figures).
+COMMIT_WINDOW = 0.0
 
 #: How many ids a reservation covers: after a crash, ids go on up to this
 #: many past the last one handed out.
@@ -248,10 +250,10 @@ class SqliteStorage(MemoryStorage):
 
     A ``save_*`` marks the object; :meth:`flush` writes every marked object
     as it is then, in one transaction. :meth:`write_behind`, run by the
-    cluster, flushes ``window`` seconds after the first change of a group;
-    :meth:`close` flushes. The session manager changes nothing across an
-    ``await``, so a flush between two turns of its event loop writes a state
-    it was in.
+    cluster, flushes ``window`` seconds (by default, one turn of the event
+    loop) after the first change of a group; :meth:`close` flushes. The
+    session manager changes nothing across an ``await``, so a flush between
+    two turns of its event loop writes a state it was in.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, window: float = COMMIT_WINDOW) -> None:
