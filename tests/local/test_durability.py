@@ -15,6 +15,7 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
+import pytest
 
 from flame._errors import FlameError
 from flame._proto.v04 import flame as pb
@@ -159,5 +160,8 @@ async def test_the_files_are_readable_by_their_owner_alone(tmp_path: Path) -> No
             files = [database, *(Path(f"{database}{end}") for end in ("-wal", "-shm", ".lock"))]
             for path in files:
                 assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+            assert cluster.storage_problem is None  # every commit went through
     finally:
         os.umask(old)
+    with pytest.raises(FlameError, match="not running"):
+        _ = cluster.storage_problem

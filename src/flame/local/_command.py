@@ -10,10 +10,11 @@ import sys
 from typing import Any
 
 import anyio
+import attrs
 
 from .._errors import FlameError, FlameErrorCode
 from ._cluster import LocalCluster
-from ._config import ClusterConfig, RetentionConfig, TlsConfig, parse_duration, token_from_env
+from ._config import ClusterConfig, TlsConfig, parse_duration, token_from_env
 from ._security import exposure
 
 __all__ = ["configure", "run"]
@@ -73,39 +74,36 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """What the command line says over the config file (None: not said)."""
-    overrides: dict[str, Any] = {"slots": args.slots}
+def _config(args: argparse.Namespace) -> ClusterConfig:
+    """The config file's, or the defaults, with what the command line says over them."""
     if (args.tls_cert is None) != (args.tls_key is None):
         raise FlameError(
             FlameErrorCode.INVALID_CONFIG, "give --tls-cert and --tls-key together, or neither"
         )
+    overrides: dict[str, Any] = {"slots": args.slots}
     if args.tls_cert is not None:
         overrides["tls"] = TlsConfig(cert_file=args.tls_cert, key_file=args.tls_key)
-    if args.retention_max_age is not None or args.retention_max_closed is not None:
-        overrides["retention"] = RetentionConfig(
-            max_age=None
-            if args.retention_max_age is None
-            else parse_duration(args.retention_max_age, "--retention-max-age"),
-            max_closed_sessions=args.retention_max_closed,
-        )
-    return overrides
-
-
-def _config(args: argparse.Namespace) -> ClusterConfig:
-    overrides = _overrides(args)
     if args.config is not None:
         config = ClusterConfig.load(args.config, **overrides)
         if args.endpoint is not None or config.endpoint is None:
             config = ClusterConfig.load(
                 args.config, **overrides, endpoint=args.endpoint or DEFAULT_ENDPOINT
             )
-        return config
-    return ClusterConfig(
-        endpoint=args.endpoint or DEFAULT_ENDPOINT,
-        auth_token=token_from_env(),
-        **{k: v for k, v in overrides.items() if v is not None},
-    )
+    else:
+        config = ClusterConfig(
+            endpoint=args.endpoint or DEFAULT_ENDPOINT,
+            auth_token=token_from_env(),
+            **{k: v for k, v in overrides.items() if v is not None},
+        )
+    # Each retention option replaces its key alone: the file's other one stays.
+    retention: dict[str, Any] = {}
+    if args.retention_max_age is not None:
+        retention["max_age"] = parse_duration(args.retention_max_age, "--retention-max-age")
+    if args.retention_max_closed is not None:
+        retention["max_closed_sessions"] = args.retention_max_closed
+    if retention:
+        config = attrs.evolve(config, retention=attrs.evolve(config.retention, **retention))
+    return config
 
 
 def _flame_error(exc: BaseException) -> FlameError | None:
