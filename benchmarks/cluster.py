@@ -75,7 +75,7 @@ async def drive(
 ) -> tuple[float, float]:
     """Run the tasks; tasks per second and cluster CPU seconds per 1,000 tasks."""
     async with await Channel.connect(endpoint) as channel:
-        stub = pb.FrontendStub(channel.grpc)
+        stub = pb.FrontendStub(channel)
         result = await channel.unary(
             stub.register_application,
             pb.RegisterApplicationRequest(name="bench", application=pb.ApplicationSpec()),

@@ -140,7 +140,7 @@ async def ours(seconds: float, messages: int, mode: str = "stub") -> dict[str, f
             serve(loop, [Frontend()]) as server,
             await Channel.connect(server.address) as channel,
         ):
-            stub = pb.FrontendStub(channel.grpc)
+            stub = pb.FrontendStub(channel)
             request = pb.GetTaskRequest(task_id="7", session_id="3")
 
             encoded = encode_task_request("7", "3")

@@ -29,6 +29,7 @@ from ._client import (
     connect,
 )
 from ._errors import FlameError, FlameErrorCode
+from ._transport import RetryPolicy
 from ._types import (
     DEFAULT_CONTEXT_NAME,
     DEFAULT_FLAME_CONF,
@@ -67,6 +68,7 @@ __all__ = [
     "FlameError",
     "FlameErrorCode",
     "Message",
+    "RetryPolicy",
     "Session",
     "SessionAttributes",
     "SessionClient",

@@ -8,10 +8,10 @@ that can be made before a call, and the meaning of the cluster's answers.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import logging
+import threading
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -32,7 +32,7 @@ import attrs
 from ._config import default_endpoint
 from ._errors import FlameError, FlameErrorCode
 from ._proto.v04 import flame as pb
-from ._transport import Channel
+from ._transport import Channel, RetryPolicy, Stream
 from ._types import (
     _SESSION_STATES,
     Application,
@@ -140,7 +140,7 @@ class Connection:
     ) -> None:
         # Use Connection.connect(); this is called with an open channel.
         self._channel = channel
-        self._stub = pb.FrontendStub(channel.grpc)
+        self._stub = pb.FrontendStub(channel)
         self._timeout = request_timeout
         self._closed = False
 
@@ -152,6 +152,7 @@ class Connection:
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         request_timeout: float | None = DEFAULT_CALL_TIMEOUT,
         ca_file: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> _C:
         """Connect to the cluster at ``addr``, such as ``"http://localhost:8080"``.
 
@@ -160,7 +161,10 @@ class Connection:
         ``https://`` endpoints use TLS (``ca_file`` names extra trusted
         certificates). ``connect_timeout`` bounds the wait for the cluster to
         accept the connection; ``request_timeout`` bounds each later request
-        (``None``: no bound).
+        (``None``: no bound), and is sent to the cluster as the request's
+        deadline. ``retry`` (a :class:`RetryPolicy`; by default 3 attempts,
+        pausing 10 ms then 40 ms) says how a request the cluster refused
+        without processing it is made again.
 
         Raises FlameError: ``INVALID_CONFIG`` for an address that is not an
         ``http(s)://host:port`` URL, ``UNAVAILABLE`` when nothing answers there.
@@ -169,6 +173,7 @@ class Connection:
             default_endpoint() if addr is None else addr,
             ca_file=ca_file,
             connect_timeout=connect_timeout,
+            retry=retry,
         )
         return cls(channel, request_timeout=request_timeout)
 
@@ -327,6 +332,7 @@ async def connect(
     connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
     request_timeout: float | None = DEFAULT_CALL_TIMEOUT,
     ca_file: str | None = None,
+    retry: RetryPolicy | None = None,
 ) -> Connection:
     """Connect to a Flame cluster; the same as :meth:`Connection.connect`.
 
@@ -335,7 +341,11 @@ async def connect(
     else :data:`DEFAULT_FLAME_ENDPOINT`.
     """
     return await Connection.connect(
-        addr, connect_timeout=connect_timeout, request_timeout=request_timeout, ca_file=ca_file
+        addr,
+        connect_timeout=connect_timeout,
+        request_timeout=request_timeout,
+        ca_file=ca_file,
+        retry=retry,
     )
 
 
@@ -1105,7 +1115,7 @@ class TaskWatcher:
     first iteration and closed as soon as the final state has been read,
     when the loop is left by an exception or a cancellation, by
     :meth:`aclose`, or when leaving ``async with``. A watcher dropped in the
-    middle (``break``) has its stream closed by the event loop right away.
+    middle (``break``) has its stream closed as it is collected.
 
     It does not count on the cluster to send the task's current state first
     (a v0.4 cluster does not), and if the stream ends before the task has
@@ -1116,9 +1126,8 @@ class TaskWatcher:
     def __init__(self, client: SessionClient, task_id: TaskID) -> None:
         self._client = client
         self._task_id = task_id
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._updates: AsyncIterator[TaskFields] | None = None
-        self._backend = ""
+        self._updates: Stream[TaskFields] | None = None
+        self._thread = 0
         self._done = False
 
     def __repr__(self) -> str:
@@ -1148,16 +1157,12 @@ class TaskWatcher:
             await self._close_stream()
         return _task_from_fields(message)
 
-    async def _open(self) -> AsyncIterator[TaskFields]:
+    async def _open(self) -> Stream[TaskFields]:
         connection = self._client._connection
         connection._check_open()
         request = encode_task_request(self._task_id, self._client.id)
-        stack = contextlib.AsyncExitStack()
-        channel = connection._channel
-        updates = await stack.enter_async_context(
-            channel.open_stream(_WATCH_TASK, request, decode_task)
-        )
-        self._stack, self._updates, self._backend = stack, updates, channel.loop.backend
+        updates = connection._channel.open_stream(_WATCH_TASK, request, decode_task)
+        self._updates, self._thread = updates, threading.get_ident()
         return updates
 
     async def _after_end(self) -> TaskFields:
@@ -1170,10 +1175,12 @@ class TaskWatcher:
         return message
 
     async def _close_stream(self) -> None:
-        stack, self._stack, self._updates = self._stack, None, None
-        if stack is not None:
-            with anyio.CancelScope(shield=True):
-                await stack.aclose()
+        self._close()
+
+    def _close(self) -> None:
+        updates, self._updates = self._updates, None
+        if updates is not None:
+            updates.close()
 
     async def aclose(self) -> None:
         """Stop watching and close the stream; harmless when already closed."""
@@ -1192,34 +1199,9 @@ class TaskWatcher:
         await self.aclose()
 
     def __del__(self) -> None:
-        # Left by `break` (or dropped) with the stream open: nothing can be
-        # awaited here, so have the event loop close it now.
-        stack = self._stack
-        if stack is not None:
-            self._stack = self._updates = None
-            _close_abandoned(stack, self._backend)
-
-
-_abandoned: set[asyncio.Task[None]] = set()
-
-
-def _close_abandoned(stack: contextlib.AsyncExitStack, backend: str) -> None:
-    async def close() -> None:
-        try:
-            await stack.aclose()
-        except Exception as exc:
-            log.debug("closing an abandoned watch failed: %r", exc)
-
-    try:
-        if backend == "trio":
-            import trio
-
-            trio.lowlevel.spawn_system_task(close)
-        else:
-            task = asyncio.get_running_loop().create_task(close())
-            _abandoned.add(task)  # keep it alive until it has run
-            task.add_done_callback(_abandoned.discard)
-    except RuntimeError:
-        # Dropped outside its event loop: the connection's close ends the
-        # stream when the connection goes.
-        log.debug("an abandoned watch is left to its connection's close")
+        # Left by `break` (or dropped) with the stream open. Closing a stream
+        # awaits nothing: its reset is written now, and nothing is started.
+        # Only by the thread that watched: a collection on another thread
+        # leaves it to the connection's close.
+        if self._updates is not None and self._thread == threading.get_ident():
+            self._close()

@@ -1,12 +1,10 @@
-"""FlameError, its codes, and the one table that maps gRPC statuses onto them."""
+"""FlameError and its codes: how every failure reaches the user."""
 
 from __future__ import annotations
 
 import enum
 
-from grpclib.const import Status
-
-__all__ = ["FlameError", "FlameErrorCode", "NamedIntEnum", "code_for_status", "is_v04_refusal"]
+__all__ = ["FlameError", "FlameErrorCode", "NamedIntEnum"]
 
 
 class NamedIntEnum(enum.IntEnum):
@@ -72,47 +70,3 @@ class FlameError(Exception):
 
     def __reduce__(self) -> tuple[type[FlameError], tuple[FlameErrorCode, str]]:
         return (type(self), (self.code, self.message))
-
-
-# Every gRPC status onto the code a user reacts to. A v0.4 session manager
-# answers UNKNOWN "unknown" for most refusals (a closed session, a state that
-# forbids the call, a storage refusal): those are state errors. Any other
-# UNKNOWN carries the text of an exception the server did not expect (grpclib
-# says "Internal Server Error", grpcio "Exception calling application: ..."),
-# so it is the server's failure: see _UNKNOWN_WITH_REASON.
-_STATUS_CODES: dict[Status, FlameErrorCode] = {
-    Status.CANCELLED: FlameErrorCode.UNAVAILABLE,
-    Status.UNKNOWN: FlameErrorCode.INVALID_STATE,
-    Status.INVALID_ARGUMENT: FlameErrorCode.INVALID_ARGUMENT,
-    Status.DEADLINE_EXCEEDED: FlameErrorCode.TIMEOUT,
-    Status.NOT_FOUND: FlameErrorCode.NOT_FOUND,
-    Status.ALREADY_EXISTS: FlameErrorCode.INVALID_STATE,
-    Status.PERMISSION_DENIED: FlameErrorCode.INVALID_CONFIG,
-    Status.RESOURCE_EXHAUSTED: FlameErrorCode.INVALID_ARGUMENT,
-    Status.FAILED_PRECONDITION: FlameErrorCode.INVALID_STATE,
-    Status.ABORTED: FlameErrorCode.INVALID_STATE,
-    Status.OUT_OF_RANGE: FlameErrorCode.INVALID_ARGUMENT,
-    Status.UNIMPLEMENTED: FlameErrorCode.UNIMPLEMENTED,
-    Status.INTERNAL: FlameErrorCode.INTERNAL,
-    Status.UNAVAILABLE: FlameErrorCode.UNAVAILABLE,
-    Status.DATA_LOSS: FlameErrorCode.INTERNAL,
-    Status.UNAUTHENTICATED: FlameErrorCode.INVALID_CONFIG,
-}
-
-#: UNKNOWN with a message other than the v0.4 refusal's "unknown".
-_UNKNOWN_WITH_REASON = FlameErrorCode.INTERNAL
-
-
-def is_v04_refusal(status: Status, message: str | None) -> bool:
-    """Whether this is the bare UNKNOWN "unknown" a v0.4 cluster refuses with."""
-    return status is Status.UNKNOWN and (message or "").strip().lower() in ("", "unknown")
-
-
-def code_for_status(status: Status, message: str | None = None) -> FlameErrorCode:
-    """The FlameErrorCode for a gRPC status and its message (OK is not an error: INTERNAL).
-
-    Without a message, UNKNOWN is taken for the v0.4 refusal.
-    """
-    if status is Status.UNKNOWN and message is not None and not is_v04_refusal(status, message):
-        return _UNKNOWN_WITH_REASON
-    return _STATUS_CODES.get(status, FlameErrorCode.INTERNAL)

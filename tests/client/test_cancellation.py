@@ -1,8 +1,9 @@
 """Cancelling run_task and watch_task from outside, or leaving a watch early, leaves nothing.
 
 "Nothing" is checked three ways: the server's WatchTask handler has ended
-(the stream was closed), the asyncio tasks of the connection's grpc loop are
-back to what they were, and so are the process's threads.
+(the stream was closed), the tasks of the client's backend (asyncio's, or
+trio's whole task tree, system tasks included) are back to what they were,
+and so are the process's threads.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
+import sniffio
 from v04_server import V04Server
 
 import flame
@@ -28,11 +30,19 @@ def _threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if not t.name.startswith(pooled)}
 
 
-async def _loop_tasks(conn: flame.Connection) -> frozenset[asyncio.Task[Any]]:
-    async def tasks() -> frozenset[asyncio.Task[Any]]:
+async def _loop_tasks(conn: flame.Connection) -> frozenset[Any]:
+    if sniffio.current_async_library() == "asyncio":
         return frozenset(asyncio.all_tasks()) - {asyncio.current_task()}
+    import trio
 
-    return await conn._channel.loop.run(tasks)
+    found: set[Any] = set()
+    pending = [trio.lowlevel.current_root_task()]
+    while pending:
+        task = pending.pop()
+        found.add(task)
+        for nursery in task.child_nurseries:
+            pending.extend(nursery.child_tasks)
+    return frozenset(found) - {trio.lowlevel.current_task()}
 
 
 async def _session(conn: flame.Connection) -> flame.Session:
@@ -75,20 +85,20 @@ WAYS: dict[str, Callable[[flame.SessionClient, str, bytes], Awaitable[None]]] = 
 }
 
 
-async def _settle(conn: flame.Connection, baseline: frozenset[asyncio.Task[Any]]) -> None:
+async def _settle(conn: flame.Connection, baseline: frozenset[Any]) -> None:
     # No task that was not there before may be left. Under asyncio the
     # servers' own tasks share the loop: wait for them to end too. A leak
     # fails here, by the hang guard.
     with anyio.fail_after(20):
-        # Polled: the tasks live on another loop, which cannot set our events.
+        # Polled: the server's tasks may live on another loop.
         while await _loop_tasks(conn) - baseline:  # noqa: ASYNC110
             await anyio.sleep(0.01)
 
 
-async def _all_done(session: flame.SessionClient) -> None:
+async def _all_done(conn: flame.Connection, session: flame.SessionClient) -> None:
     with anyio.fail_after(20):
         while True:
-            now = await session._connection.get_session(session.id)
+            now = await conn.get_session(session.id)
             if now.pending == now.running == 0:  # polled, as above
                 return
             await anyio.sleep(0.01)
@@ -110,7 +120,7 @@ async def test_cancel_from_outside_leaves_nothing(v04: V04Server, way: str) -> N
         # The connection still works after the cancellation.
         assert (await session.get_task(held.id)).state is flame.TaskState.RUNNING
         await v04.release()
-        await _all_done(session)
+        await _all_done(conn, session)
         await _settle(conn, baseline)
     assert _threads() == threads
 
@@ -124,7 +134,7 @@ async def test_cancel_with_a_deadline_from_outside(v04: V04Server) -> None:
         assert scope.cancelled_caught
         await v04.wait_for_watches(0)
         await v04.release()
-        await _all_done(session)
+        await _all_done(conn, session)
         await _settle(conn, baseline)
 
 
@@ -174,7 +184,7 @@ async def test_leaving_an_unfinished_watch_closes_its_stream(v04: V04Server, lea
         await v04.wait_for_watches(0)
         assert (await session.get_task(task.id)).state is flame.TaskState.RUNNING
         await v04.release()
-        await _all_done(session)
+        await _all_done(conn, session)
         await _settle(conn, baseline)
 
 

@@ -178,7 +178,7 @@ async def test_fail_fast_raises_the_first_failure_and_cancels_the_rest(
     await v04.wait_for_watches(0)
     assert inputs.taken == 3
     await v04.release()
-    await _all_done(session)
+    await _all_done(v04_conn, session)
 
 
 async def test_fail_fast_in_as_completed(v04: V04Server, v04_conn: flame.Connection) -> None:
@@ -418,7 +418,7 @@ async def test_informer_exception_propagates_as_it_is(
         await session.run_tasks([b"hold"] * 4, informer=Broken(), concurrency=4)
     await v04.wait_for_watches(0)
     await v04.release()
-    await _all_done(session)
+    await _all_done(v04_conn, session)
 
 
 async def test_input_iterator_exception_propagates_as_it_is(v04_conn: flame.Connection) -> None:
@@ -442,7 +442,7 @@ async def test_body_exception_propagates_as_it_is(
                 raise ZeroDivisionError
     await v04.wait_for_watches(0)
     await v04.release()
-    await _all_done(session)
+    await _all_done(v04_conn, session)
 
 
 # ----------------------------------------------------------------------
@@ -512,7 +512,7 @@ async def test_cancel_from_outside_leaves_nothing(v04: V04Server, way: str) -> N
         tasks = await v04.on_loop(lambda: len(v04.frontend.sessions[int(session.id)].tasks))
         assert tasks == 3
         await v04.release()
-        await _all_done(session)
+        await _all_done(conn, session)
         await _settle(conn, baseline)
     assert _threads() == threads
 

@@ -20,7 +20,7 @@ class Client:
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
-        self.stub = pb.FrontendStub(channel.grpc)
+        self.stub = pb.FrontendStub(channel)
 
     async def call(self, method: str, request: Any) -> Any:
         return await self.channel.unary(getattr(self.stub, method), request)

@@ -439,7 +439,7 @@ async def test_a_cluster_restarted_on_its_file_carries_on(tmp_path: Path) -> Non
         async with await Channel.connect(endpoint) as channel:
             request = pb.WatchTaskRequest(task_id=task_id, session_id=session_id)
             try:
-                stub = pb.FrontendStub(channel.grpc)
+                stub = pb.FrontendStub(channel)
                 async with channel.stream(stub.watch_task, request) as updates:
                     async for update in updates:
                         seen.append(update.status.state)

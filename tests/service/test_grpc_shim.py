@@ -285,7 +285,7 @@ async def test_sigterm_lets_the_task_finish_and_leaves_the_session(
             registration = manager.registrations[0]
             assert registration.service_id == str(process.pid)
             async with await Channel.connect(registration.address) as channel:
-                stub = pb.GrpcShimStub(channel.grpc)
+                stub = pb.GrpcShimStub(channel)
                 await channel.unary(stub.on_session_enter, pb.SessionContext(session_id="1"))
                 async with anyio.create_task_group() as tg:
                     outputs: list[bytes | None] = []

@@ -78,7 +78,7 @@ async def running(
                 await manager.registered.wait()
             registration = manager.registrations[0]
             async with await Channel.connect(registration.address) as channel:
-                yield channel, pb.GrpcShimStub(channel.grpc), registration
+                yield channel, pb.GrpcShimStub(channel), registration
             tg.cancel_scope.cancel()
 
 

@@ -39,4 +39,4 @@ async def channel(server: Server[object]) -> AsyncIterator[Channel]:
 
 @pytest.fixture
 def stub(channel: Channel) -> pb.FrontendStub:
-    return pb.FrontendStub(channel.grpc)
+    return pb.FrontendStub(channel)

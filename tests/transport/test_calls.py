@@ -164,7 +164,7 @@ async def test_two_streams_and_calls_interleave(channel: Channel, stub: pb.Front
 
 async def test_a_closed_channel_refuses_calls(server: Server[object]) -> None:
     channel = await Channel.connect(server.address)
-    stub = pb.FrontendStub(channel.grpc)
+    stub = pb.FrontendStub(channel)
     await channel.aclose()
     await channel.aclose()  # idempotent
     with pytest.raises(FlameError) as caught:
@@ -181,7 +181,7 @@ async def test_closing_with_calls_in_flight_fails_them_cleanly(
     server: Server[object], frontend: Frontend
 ) -> None:
     channel = await Channel.connect(server.address)
-    stub = pb.FrontendStub(channel.grpc)
+    stub = pb.FrontendStub(channel)
     failures: list[FlameError] = []
 
     async def held_call() -> None:
@@ -215,27 +215,29 @@ async def test_leaving_a_stream_resets_it_before_returning(
     channel: Channel, stub: pb.FrontendStub, how: str
 ) -> None:
     # Not "eventually", when some generator is collected: by the time the
-    # `async with` is left, grpclib no longer holds the stream.
-    async def open_streams() -> int:
-        return len(channel.grpc._protocol.processor.streams)
+    # `async with` is left, the connection no longer holds the stream.
+    def open_streams() -> int:
+        connection = channel.pool.current
+        assert connection is not None
+        return len(connection.streams)
 
     with anyio.CancelScope() as scope:
         async with channel.stream(stub.watch_task, pb.WatchTaskRequest(task_id="hold")) as updates:
             async for _ in updates:
-                assert await channel.loop.run(open_streams) == 1
+                assert open_streams() == 1
                 if how == "break":
                     break
                 scope.cancel()
                 await anyio.lowlevel.checkpoint()
-    assert await channel.loop.run(open_streams) == 0
+    assert open_streams() == 0
 
 
 async def test_a_timed_out_call_leaves_the_callers_task_uncancelled(
     channel: Channel, stub: pb.FrontendStub, anyio_backend: str
 ) -> None:
-    # grpclib enforces its deadline by cancelling the waiting task; the
-    # transport must withdraw that request, or the caller's next cancel
-    # scope (or asyncio.timeout, or TaskGroup) would take it for its own.
+    # A deadline enforced by cancelling the waiting task must withdraw that
+    # request, or the caller's next cancel scope (or asyncio.timeout, or
+    # TaskGroup) would take it for its own.
     for _ in range(2):
         with pytest.raises(FlameError):
             await channel.unary(stub.get_task, pb.GetTaskRequest(task_id="hold"), timeout=0.05)

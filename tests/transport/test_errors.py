@@ -10,9 +10,10 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from flame import FlameError, FlameErrorCode
-from flame._errors import code_for_status
 from flame._proto.v04 import flame as pb
 from flame._transport import Channel, Endpoint, GrpcLoop, refuse, serve
+from flame._transport._status import Status as ClientStatus
+from flame._transport._status import code_for_status
 
 # What a user should get for each status a server may answer with, written
 # out here rather than read from the table, so the table is checked.
@@ -65,6 +66,11 @@ def test_every_status_but_ok_has_an_expected_code() -> None:
     assert set(EXPECTED) == set(Status) - {Status.OK}
 
 
+def test_the_clients_statuses_are_grpcs() -> None:
+    # The client reads statuses with its own enum; the servers raise grpclib's.
+    assert [(s.name, s.value) for s in ClientStatus] == [(s.name, s.value) for s in Status]
+
+
 @pytest.mark.parametrize("status", list(EXPECTED), ids=lambda status: status.name)
 async def test_a_status_becomes_its_code_naming_call_endpoint_and_message(
     grpc_loop: GrpcLoop, status: Status
@@ -74,7 +80,7 @@ async def test_a_status_becomes_its_code_naming_call_endpoint_and_message(
         serve(grpc_loop, [Refusing(status, said)]) as server,
         await Channel.connect(server.address) as channel,
     ):
-        stub = pb.FrontendStub(channel.grpc)
+        stub = pb.FrontendStub(channel)
         with pytest.raises(FlameError) as caught:
             await channel.unary(stub.get_task, pb.GetTaskRequest(task_id="1"))
         error = caught.value
@@ -101,7 +107,7 @@ async def test_the_v04_refusal_unknown_is_explained(grpc_loop: GrpcLoop, said: s
         serve(grpc_loop, [Refusing(Status.UNKNOWN, said)]) as server,
         await Channel.connect(server.address) as channel,
     ):
-        stub = pb.FrontendStub(channel.grpc)
+        stub = pb.FrontendStub(channel)
         with pytest.raises(FlameError) as caught:
             await channel.unary(stub.get_task, pb.GetTaskRequest(task_id="1"))
     assert caught.value.code is FlameErrorCode.INVALID_STATE
@@ -111,10 +117,11 @@ async def test_the_v04_refusal_unknown_is_explained(grpc_loop: GrpcLoop, said: s
 
 
 def test_the_table_without_a_message_reads_unknown_as_the_v04_refusal() -> None:
-    assert code_for_status(Status.UNKNOWN) is FlameErrorCode.INVALID_STATE
-    assert code_for_status(Status.UNKNOWN, "unknown") is FlameErrorCode.INVALID_STATE
-    assert code_for_status(Status.UNKNOWN, "Internal Server Error") is FlameErrorCode.INTERNAL
-    assert code_for_status(Status.OK) is FlameErrorCode.INTERNAL
+    unknown = ClientStatus.UNKNOWN
+    assert code_for_status(unknown) is FlameErrorCode.INVALID_STATE
+    assert code_for_status(unknown, "unknown") is FlameErrorCode.INVALID_STATE
+    assert code_for_status(unknown, "Internal Server Error") is FlameErrorCode.INTERNAL
+    assert code_for_status(ClientStatus.OK) is FlameErrorCode.INTERNAL
 
 
 async def test_a_crashing_handler_is_an_internal_error(grpc_loop: GrpcLoop) -> None:
@@ -122,7 +129,7 @@ async def test_a_crashing_handler_is_an_internal_error(grpc_loop: GrpcLoop) -> N
         serve(grpc_loop, [Crashing()]) as server,
         await Channel.connect(server.address) as channel,
     ):
-        stub = pb.FrontendStub(channel.grpc)
+        stub = pb.FrontendStub(channel)
         with pytest.raises(FlameError) as caught:
             await channel.unary(stub.get_task, pb.GetTaskRequest(task_id="1"))
         assert caught.value.code is FlameErrorCode.INTERNAL
@@ -222,7 +229,7 @@ async def test_refuse_fails_the_call_with_the_named_status(grpc_loop: GrpcLoop) 
         serve(grpc_loop, [RefusingByName()]) as server,
         await Channel.connect(server.address) as channel,
     ):
-        stub = pb.FrontendStub(channel.grpc)
+        stub = pb.FrontendStub(channel)
         with pytest.raises(FlameError) as caught:
             await channel.unary(stub.get_task, pb.GetTaskRequest(task_id="1", session_id="4"))
     assert caught.value.code is FlameErrorCode.INVALID_STATE

@@ -27,11 +27,11 @@ from flame._transport import (
     SERVER_MAX_STREAMS,
     Channel,
     GrpcLoop,
-    _BatchedWrites,
     refuse,
     server_stream_handler,
     unary_handler,
 )
+from flame._transport._server import _BatchedWrites, _BatchingServer
 from flame._wire import decode_get_task, decode_task, decode_watch_task, encode_task_request
 
 GET_TASK = "/flame.Frontend/GetTask"
@@ -381,12 +381,10 @@ async def test_cancelling_open_stream_ends_it_on_the_server(
 
 
 async def _open_streams(channel: Channel) -> int:
-    async def count() -> int:
-        connection = channel._task_calls._current
-        assert connection is not None
-        return len(connection.streams)
-
-    return await channel.loop.run(count)
+    await anyio.lowlevel.checkpoint()
+    connection = channel.pool.current
+    assert connection is not None
+    return len(connection.streams)
 
 
 @pytest.mark.parametrize("task_id", ["hold", "flood"])
@@ -452,22 +450,28 @@ async def test_more_streams_open_than_h2s_default_all_get_their_messages(
         assert tasks[0][1] >= IN_FLIGHT  # every stream was open at once
 
 
-async def test_the_connection_settings_are_applied(channel: Channel) -> None:
-    async def read() -> object:
-        h2_connection = getattr(channel.grpc._protocol.connection, "_connection", None)
+async def test_the_servers_settings_are_applied(channel: Channel, grpc_loop: GrpcLoop) -> None:
+    # What the client sees once a call has been answered (the server's
+    # SETTINGS come before any reply).
+    await _call(channel, "settings")
+    connection = channel.pool.current
+    assert connection is not None
+    assert connection.max_streams == SERVER_MAX_STREAMS
+
+    async def kept() -> object:
+        # A server connection made as grpclib's server makes one.
+        protocol = _BatchingServer([Service(lean=False)])._protocol_factory()
+        transport = _Recording()
+        transport.get_extra_info = lambda name, default=None: default  # type: ignore[method-assign]
+        protocol.connection_made(transport)
+        h2_connection = getattr(protocol.connection, "_connection", None)
         closed = getattr(h2_connection, "_closed_streams", None)
         return getattr(closed, "_size_limit", None)
 
-    kept = await channel.loop.run(read)
-    # The server's own setting, as the per-task connection sees it once a
-    # call has been answered (the server's SETTINGS come before any reply).
-    await _call(channel, "settings")
-    connection = channel._task_calls._current
-    assert connection is not None
-    assert connection._max_streams == SERVER_MAX_STREAMS
-    if kept is None:
+    limit = await grpc_loop.run(kept)
+    if limit is None:
         pytest.skip("this h2 keeps no bounded record of closed streams; nothing to limit")
-    assert kept == CLOSED_STREAMS_KEPT
+    assert limit == CLOSED_STREAMS_KEPT
 
 
 # --------------------------------------------------------------------------

@@ -56,7 +56,7 @@ async def test_call_back_runs_user_code_on_the_callers_backend(
         serve(grpc_loop, [servicer]) as server,
         await Channel.connect(server.address) as channel,
     ):
-        stub = pb.FrontendStub(channel.grpc)
+        stub = pb.FrontendStub(channel)
         task = await channel.unary(stub.get_task, pb.GetTaskRequest(task_id="1"))
         assert task.metadata.id == anyio_backend
 
@@ -72,7 +72,7 @@ async def test_cancelling_the_call_cancels_the_called_back_code_first(grpc_loop:
         serve(grpc_loop, [servicer]) as server,
         await Channel.connect(server.address) as channel,
     ):
-        stub = pb.FrontendStub(channel.grpc)
+        stub = pb.FrontendStub(channel)
         with anyio.move_on_after(30) as scope:
             async with anyio.create_task_group() as tg:
 

@@ -23,10 +23,27 @@ from transport_helpers import BOUND, Frontend, wait_until
 from flame._proto.v04 import flame as pb
 from flame._transport import Channel, open_grpc_loop, serve
 
+GET_TASK = "/flame.Frontend/GetTask"
+WATCH_TASK = "/flame.Frontend/WatchTask"
+
 
 def _tcp_count(process: psutil.Process) -> int:
     connections = getattr(process, "net_connections", process.connections)
     return len(connections(kind="tcp"))
+
+
+def _trio_tasks() -> int:
+    """Every task of the running trio, system tasks included."""
+    import trio
+
+    count = 0
+    pending = [trio.lowlevel.current_root_task()]
+    while pending:
+        task = pending.pop()
+        count += 1
+        for nursery in task.child_nurseries:
+            pending.extend(nursery.child_tasks)
+    return count
 
 
 def census() -> dict[str, object]:
@@ -45,6 +62,8 @@ def census() -> dict[str, object]:
     }
     if sniffio.current_async_library() == "asyncio":
         counted["asyncio tasks"] = len(asyncio.all_tasks())
+    else:
+        counted["trio tasks"] = _trio_tasks()
     return counted
 
 
@@ -58,17 +77,22 @@ async def _cycle(
             serve(loop, [frontend], ssl=server_ssl) as server,
             await Channel.connect(server.address, ca_file=ca_file) as channel,
         ):
-            stub = pb.FrontendStub(channel.grpc)
+            stub = pb.FrontendStub(channel)
             assert (
                 await channel.unary(stub.get_task, pb.GetTaskRequest(task_id="1"))
             ).metadata.id == "1"
             async with channel.stream(stub.watch_task, pb.WatchTaskRequest(task_id="2")) as updates:
                 assert len([u async for u in updates]) == 3
+            # The same calls with an encoded request and a decoder.
+            request = pb.GetTaskRequest(task_id="3")
+            assert (await channel.call(GET_TASK, bytes(request), pb.Task.parse)).metadata.id == "3"
+            async with channel.open_stream(WATCH_TASK, bytes(request), pb.Task.parse) as updates:
+                assert len([u async for u in updates]) == 3
             with anyio.move_on_after(30) as scope:
                 async with anyio.create_task_group() as tg:
 
                     async def cancel_when_held() -> None:
-                        await wait_until(lambda: len(frontend.calls) == 3, "the held call")
+                        await wait_until(lambda: len(frontend.calls) == 5, "the held call")
                         scope.cancel()
 
                     tg.start_soon(cancel_when_held)
@@ -95,7 +119,7 @@ async def _cycle(
                         await channel.unary(stub.get_task, pb.GetTaskRequest(task_id="hold"))
 
                 tg.start_soon(held)
-                await wait_until(lambda: len(frontend.calls) == 6, "the last held call")
+                await wait_until(lambda: len(frontend.calls) == 8, "the last held call")
                 await channel.aclose()
     finally:
         await loop.aclose()
@@ -115,7 +139,7 @@ def _leaks(before: dict[str, object]) -> dict[str, object]:
     extra = set(now["threads"]) - set(before["threads"])  # type: ignore[call-overload]
     if extra:
         leaks["threads"] = sorted(extra)
-    for key in ("fds", "tcp", "asyncio tasks"):
+    for key in ("fds", "tcp", "asyncio tasks", "trio tasks"):
         if key in now and now[key] > before[key]:  # type: ignore[operator]
             leaks[key] = (before[key], now[key])
     return leaks
@@ -150,14 +174,39 @@ async def test_a_full_cycle_leaves_nothing_behind(
     during = await _cycle(Frontend(), server_ssl, ca_file)
 
     # The census sees what the cycle holds: a listening socket and both ends
-    # of a connection, and under trio two loop threads (server and channel).
+    # of a connection, and under trio the server's loop thread (the client
+    # has none).
     assert isinstance(during["tcp"], int) and isinstance(before["tcp"], int)
     assert during["tcp"] >= before["tcp"] + 3
     if anyio_backend == "trio":
-        assert len(during["threads"]) == len(before["threads"]) + 2  # type: ignore[arg-type]
+        assert len(during["threads"]) == len(before["threads"]) + 1  # type: ignore[arg-type]
 
     await _settles_to(before)
     assert not [t for t in threading.enumerate() if t.name == "flame-grpc-loop"]
+
+
+async def test_a_client_alone_adds_no_thread_and_no_task(anyio_backend: str) -> None:
+    # The server runs first, so that only the client is counted.
+    loop = open_grpc_loop()
+    frontend = Frontend()
+    try:
+        async with serve(loop, [frontend]) as server:
+            before = census()
+            async with await Channel.connect(server.address) as channel:
+                stub = pb.FrontendStub(channel)
+                await channel.unary(stub.get_task, pb.GetTaskRequest(task_id="1"))
+                async with channel.stream(stub.watch_task, pb.WatchTaskRequest(task_id="2")) as it:
+                    assert len([u async for u in it]) == 3
+                during = census()
+            after = census()
+    finally:
+        await loop.aclose()
+    tasks = "asyncio tasks" if anyio_backend == "asyncio" else "trio tasks"
+    # Between calls a connection is a socket: no thread, no task of its own.
+    assert during["threads"] == before["threads"]
+    assert during[tasks] == before[tasks]
+    assert during["tcp"] == before["tcp"] + 2  # type: ignore[operator]
+    assert after["threads"] == before["threads"] and after[tasks] == before[tasks]
 
 
 async def test_many_cycles_do_not_accumulate(anyio_backend: str) -> None:

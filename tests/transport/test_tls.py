@@ -12,15 +12,7 @@ from transport_helpers import Frontend
 
 from flame import FlameError, FlameErrorCode
 from flame._proto.v04 import flame as pb
-from flame._transport import (
-    Channel,
-    Endpoint,
-    GrpcLoop,
-    _grpc_failure,
-    _ssl_context,
-    _TaskCallConnections,
-    serve,
-)
+from flame._transport import Channel, GrpcLoop, serve
 from flame._wire import decode_task, encode_task_request
 
 GET_TASK = "/flame.Frontend/GetTask"
@@ -53,46 +45,16 @@ async def test_tls_with_the_ca_file_carries_calls_and_streams(
         assert server.address.startswith("https://127.0.0.1:")
         async with await Channel.connect(server.address, ca_file=ca_file) as channel:
             assert channel.endpoint.tls
-            stub = pb.FrontendStub(channel.grpc)
+            stub = pb.FrontendStub(channel)
             task = await channel.unary(stub.get_task, pb.GetTaskRequest(task_id="7"))
             assert task.metadata.id == "7"
             async with channel.stream(stub.watch_task, pb.WatchTaskRequest(task_id="7")) as it:
                 assert len([update async for update in it]) == 3
-            # The per-task calls: their own connection, over TLS as well.
+            # The per-task calls, with the hand-written codec, on the same connection.
             request = encode_task_request("7", "")
             assert (await channel.call(GET_TASK, request, decode_task)).id == "7"
             async with channel.open_stream(WATCH_TASK, request, decode_task) as updates:
                 assert len([update async for update in updates]) == 3
-
-
-@pytest.mark.parametrize("trusted", [True, False], ids=["trusted", "untrusted"])
-async def test_the_per_task_connection_checks_the_certificate_itself(
-    grpc_loop: GrpcLoop,
-    server_context: ssl.SSLContext,
-    ca_file: str,
-    trusted: bool,
-) -> None:
-    # Checked on its own: through Channel.connect, grpclib's connection
-    # would refuse first and hide this one.
-    async with serve(grpc_loop, [Frontend()], ssl=server_context) as server:
-        endpoint = Endpoint.parse(server.address)
-        context = _ssl_context(ca_file if trusted else None)
-        connections = _TaskCallConnections(endpoint, context, 5.0, grpc_loop.backend)
-        try:
-            if trusted:
-                connection = await connections.get()
-                opened = await connection.open(GET_TASK, encode_task_request("7", ""))
-                reply = await opened.receive()
-                assert reply is not None and decode_task(reply).id == "7"
-                opened.close()
-            else:
-                with pytest.raises(ssl.SSLCertVerificationError) as caught:
-                    await connections.get()
-                refused = _grpc_failure(caught.value, "GetTask", endpoint)
-                assert refused.code is FlameErrorCode.INVALID_CONFIG
-                assert "certificate is not trusted" in refused.message
-        finally:
-            await connections.aclose()
 
 
 async def test_tls_without_the_ca_is_refused_with_advice(

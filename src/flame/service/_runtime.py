@@ -250,7 +250,7 @@ def _manager_address() -> str:
 
 async def _register(manager: str, address: str) -> None:
     async with await Channel.connect(manager) as channel:
-        stub = pb.GrpcServiceManagerStub(channel.grpc)
+        stub = pb.GrpcServiceManagerStub(channel)
         request = pb.RegisterServiceRequest(address=address, service_id=str(_transport.pid()))
         await channel.unary(stub.register_service, request, timeout=30.0)
 

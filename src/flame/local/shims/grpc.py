@@ -305,7 +305,7 @@ class GrpcShim:
                 f"the service of application {self._name!r} registered {address}, which "
                 f"cannot be reached: {exc.message}"
             ) from None
-        self._stub = pb.GrpcShimStub(self._channel.grpc)
+        self._stub = pb.GrpcShimStub(self._channel)
         try:
             result = await self._channel.unary(self._stub.on_session_enter, self._session)
         except FlameError as exc:

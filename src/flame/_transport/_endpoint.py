@@ -1,0 +1,119 @@
+"""Where a channel connects, and how it says so when it cannot.
+
+:class:`Endpoint` is a parsed ``http(s)://host:port``; :func:`ssl_context`
+the TLS context of an ``https://`` one; :func:`tls_advice` and
+:func:`os_reason` turn what TLS and the network raised into a sentence a
+user can act on.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import urllib.parse
+
+import attrs
+
+from .._errors import FlameError, FlameErrorCode
+
+__all__ = ["Endpoint", "os_reason", "ssl_context", "tls_advice"]
+
+
+@attrs.frozen
+class Endpoint:
+    """A parsed Flame endpoint: ``http://host:port`` or ``https://host:port``."""
+
+    url: str
+    host: str
+    port: int
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> Endpoint:
+        """Parse ``url``; a bad one raises FlameError(INVALID_CONFIG) saying why."""
+        if not isinstance(url, str) or not url.strip():
+            raise FlameError(
+                FlameErrorCode.INVALID_CONFIG,
+                f"endpoint {url!r} is empty; give one like 'http://127.0.0.1:8080'",
+            )
+        parts = urllib.parse.urlsplit(url.strip())
+        if parts.scheme not in ("http", "https", "grpc", "grpcs"):
+            raise FlameError(
+                FlameErrorCode.INVALID_CONFIG,
+                f"endpoint {url!r} has scheme {parts.scheme or '(none)'!r}; "
+                "use 'http://host:port', or 'https://host:port' for TLS",
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if not parts.hostname or port is None or port <= 0:
+            raise FlameError(
+                FlameErrorCode.INVALID_CONFIG,
+                f"endpoint {url!r} needs a host and a port, like 'http://127.0.0.1:8080'",
+            )
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise FlameError(
+                FlameErrorCode.INVALID_CONFIG,
+                f"endpoint {url!r} has a path or query; give only scheme, host and port",
+            )
+        tls = parts.scheme in ("https", "grpcs")
+        return cls(url=url.strip(), host=parts.hostname, port=port, tls=tls)
+
+    @property
+    def authority(self) -> str:
+        """``host:port`` as HTTP/2's ``:authority`` header carries it."""
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    """The client TLS context: the system's CAs, or only ``ca_file``'s; h2 by ALPN."""
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise FlameError(
+            FlameErrorCode.INVALID_CONFIG,
+            f"cannot load the CA file {ca_file!r}: {exc}",
+        ) from None
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
+def tls_advice(exc: ssl.SSLError) -> str:
+    """What a TLS failure means for the user, and what to do about it."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"TLS: the server's certificate is not trusted ({exc.verify_message}); give "
+            "the file of the CA that signed it, or fix the host name in the endpoint"
+        )
+    return f"TLS: {exc.reason or exc}; is the endpoint really https://?"
+
+
+def os_reason(exc: BaseException) -> str:
+    """Why the network failed, in words: "connection refused" rather than an errno."""
+    # asyncio says "Connect call failed (address)", trio "all attempts to
+    # connect ... failed" around a group of errors: the errno says why.
+    for cause in _causes(exc):
+        errno = getattr(cause, "errno", None)
+        if isinstance(errno, int) and errno > 0:
+            return os.strerror(errno).lower()
+    return str(getattr(exc, "strerror", None) or exc)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc``, then what it was raised from, then the members of a group among them."""
+    found: list[BaseException] = []
+    pending = [exc]
+    while pending and len(found) < 16:
+        current = pending.pop(0)
+        found.append(current)
+        if current.__cause__ is not None:
+            pending.append(current.__cause__)
+        members = getattr(current, "exceptions", ())
+        pending.extend(e for e in members if isinstance(e, BaseException))
+    return found

@@ -1,0 +1,276 @@
+"""The server side: grpclib's server, what we change in it, and handlers for it.
+
+Our servers (the embedded cluster's ``Frontend``, the service runtime's
+``GrpcShim``, the Grpc shim's ``GrpcServiceManager``) are grpclib servers,
+run where grpclib runs (:mod:`._loop`). Here:
+
+* :func:`serve` runs one for the length of an ``async with``;
+* :func:`unary_handler` and :func:`server_stream_handler` serve a method
+  with the hand-written codec of :mod:`flame._wire` instead of the generic
+  one; :func:`refuse` fails a call with a named gRPC status;
+* :class:`_ServingProtocol` gathers what grpclib writes in one turn of the
+  loop into one send (:class:`_BatchedWrites`), allows more concurrent
+  streams than h2's default, and remembers fewer closed ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar, cast
+
+import anyio
+import anyio.abc
+import grpclib.const
+import grpclib.exceptions
+import grpclib.protocol
+import grpclib.server
+import h2.settings
+from grpclib.const import Cardinality, Status
+
+from .._errors import FlameError, FlameErrorCode
+from ._loop import GrpcLoop
+
+__all__ = [
+    "CLOSED_STREAMS_KEPT",
+    "SERVER_MAX_STREAMS",
+    "Server",
+    "pid",
+    "refuse",
+    "serve",
+    "server_stream_handler",
+    "unary_handler",
+]
+
+T = TypeVar("T")
+
+
+class _BatchedWrites:
+    """A transport that sends what grpclib writes in one turn of the event loop at once.
+
+    grpclib writes each HTTP/2 frame group as soon as it has it: the headers
+    of a call, then its message, then (on a server) the trailers, each a
+    system call of its own. With many calls in flight, that is several sends
+    per call where one per loop turn would do. Here writes are gathered and
+    sent by a callback scheduled with ``call_soon``, which runs right after
+    the callbacks of the current turn: the same bytes in the same order,
+    sent before the loop waits for anything again.
+    """
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        pending = self._pending
+        if pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self._flush)
+        else:
+            pending.append(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending = None
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+#: How many closed streams a connection remembers (h2 keeps 65,536 by default).
+#: h2 uses them to answer a frame that arrives after its stream was reset; a
+#: frame comes that late only after a few streams, not thousands, have closed
+#: since. With two streams per task, the default made a long-lived
+#: connection's memory grow over its first 32,768 tasks; this bound is
+#: reached after 8,192.
+CLOSED_STREAMS_KEPT = 16_384
+
+#: How many streams a client may have open at once on our servers. h2 offers
+#: 100; a client running tasks holds one watch per task in flight, and beyond
+#: the limit grpclib queues new calls, waking every queued one at each close.
+SERVER_MAX_STREAMS = 1024
+
+
+class _ServingProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc,unused-ignore]
+    """A server connection: batched writes, room for many streams, a bounded memory.
+
+    A server answers many calls in one turn of its loop, and one send for
+    all of them halves its system calls. The limits are set on h2's state
+    through guarded private attributes (an h2 upgrade could silently undo
+    them; a test checks they hold).
+    """
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(cast(Any, _BatchedWrites(cast(asyncio.Transport, transport))))
+        h2_connection = getattr(self.connection, "_connection", None)
+        closed = getattr(h2_connection, "_closed_streams", None)
+        if closed is not None and hasattr(closed, "_size_limit"):
+            closed._size_limit = CLOSED_STREAMS_KEPT
+        if h2_connection is not None:
+            h2_connection.update_settings(
+                {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: SERVER_MAX_STREAMS}
+            )
+            self.connection.flush()
+
+
+class _BatchingServer(grpclib.server.Server):  # type: ignore[misc,unused-ignore]
+    """grpclib's server, its connections those of :class:`_ServingProtocol`."""
+
+    def _protocol_factory(self) -> grpclib.protocol.H2Protocol:
+        protocol = super()._protocol_factory()
+        # grpclib builds the protocol with its handler; only the class changes
+        # (a subclass that adds no state of its own).
+        protocol.__class__ = _ServingProtocol
+        return protocol
+
+
+class Server(Generic[T]):
+    """A running gRPC server; :attr:`port` and :attr:`address` say where."""
+
+    def __init__(self, host: str, port: int, *, tls: bool = False) -> None:
+        self.host = host
+        self.port = port
+        self.tls = tls
+
+    @property
+    def address(self) -> str:
+        """The endpoint a client connects to: ``http://host:port`` (``https`` with TLS)."""
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    loop: GrpcLoop,
+    handlers: Sequence[Any],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ssl: ssl.SSLContext | None = None,
+) -> AsyncIterator[Server[Any]]:
+    """Serve the generated service ``handlers`` on ``host:port`` for the ``async with``.
+
+    Port 0 takes a free port. With ``ssl`` (a server-side context holding the
+    certificate), clients connect with TLS to ``https://``. Leaving closes the
+    listening socket and every connection, and waits until the server has
+    stopped, its handlers included.
+    """
+    context = ssl
+    if context is not None:
+        # gRPC is HTTP/2: a TLS peer must be offered h2 by ALPN.
+        context.set_alpn_protocols(["h2"])
+
+    async def run_server(*, task_status: anyio.abc.TaskStatus[Server[Any]]) -> None:
+        server = _BatchingServer(list(handlers))
+        try:
+            await server.start(host, port, reuse_address=True, ssl=context)
+        except OSError as exc:
+            raise FlameError(
+                FlameErrorCode.INVALID_CONFIG,
+                f"cannot serve on {host}:{port}: {exc.strerror or exc}",
+            ) from None
+        try:
+            sockets = getattr(server._server, "sockets", None) or ()
+            bound = sockets[0].getsockname()[1] if sockets else port
+            task_status.started(Server(host, bound, tls=context is not None))
+            await asyncio.Event().wait()
+        finally:
+            server.close()
+            with anyio.CancelScope(shield=True):
+                await server.wait_closed()
+
+    async with loop.background(run_server) as server:
+        yield server
+
+
+_reply_types: dict[Callable[[bytes], Any], type] = {}
+
+
+def _reply_type(decode: Callable[[bytes], Any]) -> type:
+    """A class grpclib's codec reads messages with: its ``FromString`` is ``decode``."""
+    reply_type = _reply_types.get(decode)
+    if reply_type is None:
+        reply_type = type("_Reply", (), {"FromString": staticmethod(decode)})
+        _reply_types[decode] = reply_type
+    return reply_type
+
+
+def unary_handler(
+    fn: Callable[[Any], Awaitable[Any]], decode: Callable[[bytes], Any], reply_type: type
+) -> Any:
+    """A server handler for a unary method: ``decode`` reads the request, ``fn`` answers.
+
+    For a service's ``__mapping__``, in place of the generated handler of a
+    method called once per task: the request is read by ``decode`` (see
+    :mod:`flame._wire`) rather than by the generic codec, and the reply (an
+    instance of ``reply_type``) is sent as its ``SerializeToString`` gives it.
+    Refusals are raised as with the generated handlers (:func:`refuse`).
+    """
+
+    async def handle(stream: Any) -> None:
+        request = await _read_request(stream)
+        await stream.send_message(await fn(request))
+
+    return grpclib.const.Handler(handle, Cardinality.UNARY_UNARY, _reply_type(decode), reply_type)
+
+
+def server_stream_handler(
+    fn: Callable[[Any], AsyncIterator[Any]], decode: Callable[[bytes], Any], reply_type: type
+) -> Any:
+    """A server handler for a server-streaming method, as :func:`unary_handler` is for unary."""
+
+    async def handle(stream: Any) -> None:
+        request = await _read_request(stream)
+        replies = fn(request)
+        try:
+            async for reply in replies:
+                await stream.send_message(reply)
+        finally:
+            aclose = getattr(replies, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    return grpclib.const.Handler(handle, Cardinality.UNARY_STREAM, _reply_type(decode), reply_type)
+
+
+async def _read_request(stream: Any) -> Any:
+    # A decoder refuses bytes that are not its message with ValueError; left
+    # to grpclib, that would be logged as a crash and answered "Internal
+    # Server Error", blaming the server for the client's mistake.
+    try:
+        return await stream.recv_message()
+    except ValueError as exc:
+        raise grpclib.exceptions.GRPCError(
+            Status.INVALID_ARGUMENT, f"the request cannot be read: {exc}"
+        ) from None
+
+
+def pid() -> int:
+    """This process's id (a seam for tests of the service contract)."""
+    return os.getpid()
+
+
+def refuse(status: str, message: str) -> Exception:
+    """An exception that fails the server call raising it with ``status`` and ``message``.
+
+    ``status`` is a gRPC status name such as ``"INTERNAL"`` or
+    ``"FAILED_PRECONDITION"``; handlers outside this module use it so that
+    they need not know grpclib.
+    """
+    return grpclib.exceptions.GRPCError(Status[status], message)
