@@ -14,21 +14,11 @@ Connect, open a session of a registered application, and run tasks in it::
 The same code runs under ``asyncio.run(main())`` and ``trio.run(main)``.
 """
 
-from ._client import (
-    DEFAULT_CALL_TIMEOUT,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_CONNECT_TIMEOUT,
-    Connection,
-    FinishedTasks,
-    Session,
-    SessionClient,
-    TaskFailure,
-    TaskFailures,
-    TaskInformer,
-    TaskWatcher,
-    connect,
-)
+from ._connection import DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, Connection, connect
 from ._errors import FlameError, FlameErrorCode
+from ._fanout import DEFAULT_CONCURRENCY, FinishedTasks, TaskFailure, TaskFailures
+from ._informer import TaskInformer
+from ._session import Session, SessionClient, TaskWatcher
 from ._transport import RetryPolicy
 from ._types import (
     DEFAULT_CONTEXT_NAME,

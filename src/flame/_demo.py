@@ -20,8 +20,9 @@ from typing import TextIO
 import anyio
 
 from . import _demo_service
-from ._client import Connection, Session, connect
+from ._connection import Connection, connect
 from ._errors import FlameError, FlameErrorCode
+from ._session import Session
 from ._types import ApplicationAttributes, SessionAttributes, Shim
 
 __all__ = ["configure", "run"]

@@ -1,0 +1,268 @@
+"""The connection to a Flame cluster: applications and sessions.
+
+:func:`connect` (or :meth:`Connection.connect`) opens a :class:`Connection`;
+its calls go through one :class:`~flame._calls.FrontendCalls`, which the
+session objects it makes (:mod:`flame._session`) share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ._calls import FrontendCalls
+from ._config import default_endpoint
+from ._errors import FlameError, FlameErrorCode
+from ._proto.v04 import flame as pb
+from ._session import Session, SessionClient, session_from_pb
+from ._transport import Channel, RetryPolicy
+from ._types import (
+    Application,
+    ApplicationAttributes,
+    SessionAttributes,
+    SessionID,
+    _application_from_pb,
+    _application_spec_to_pb,
+    _check_id,
+    _check_name,
+    _invalid,
+    _session_spec_to_pb,
+)
+
+__all__ = [
+    "DEFAULT_CALL_TIMEOUT",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "Connection",
+    "connect",
+    "frontend_calls",
+]
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+"""Seconds :meth:`Connection.connect` waits for the cluster to accept the connection."""
+DEFAULT_CALL_TIMEOUT = 60.0
+"""Seconds a single request may take (watches are not bounded: tasks may run long)."""
+
+_C = TypeVar("_C", bound="Connection")
+
+
+class Connection:
+    """A connection to a Flame cluster: applications and sessions.
+
+    Open one with :meth:`Connection.connect` (or :func:`flame.connect`) and
+    close it with :meth:`close`, or use it as an async context manager::
+
+        async with await Connection.connect("http://127.0.0.1:8080") as conn:
+            print(await conn.list_sessions())
+
+    One connection carries any number of concurrent calls, from any number
+    of tasks of the event loop that opened it.
+    """
+
+    def __init__(
+        self, channel: Channel, *, request_timeout: float | None = DEFAULT_CALL_TIMEOUT
+    ) -> None:
+        # Use Connection.connect(); this is called with an open channel.
+        self._calls = FrontendCalls(channel, request_timeout)
+
+    @classmethod
+    async def connect(
+        cls: type[_C],
+        addr: str | None = None,
+        *,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        request_timeout: float | None = DEFAULT_CALL_TIMEOUT,
+        ca_file: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> _C:
+        """Connect to the cluster at ``addr``, such as ``"http://localhost:8080"``.
+
+        With no ``addr``, the endpoint comes from ``FLAME_ENDPOINT``, else from
+        ``~/.flame/flame-conf.yaml``, else :data:`DEFAULT_FLAME_ENDPOINT`.
+        ``https://`` endpoints use TLS (``ca_file`` names extra trusted
+        certificates). ``connect_timeout`` bounds the wait for the cluster to
+        accept the connection; ``request_timeout`` bounds each later request
+        (``None``: no bound), and is sent to the cluster as the request's
+        deadline. ``retry`` (a :class:`RetryPolicy`; by default 3 attempts,
+        pausing 10 ms then 40 ms) says how a request the cluster refused
+        without processing it is made again.
+
+        Raises FlameError: ``INVALID_CONFIG`` for an address that is not an
+        ``http(s)://host:port`` URL, ``UNAVAILABLE`` when nothing answers there.
+        """
+        channel = await Channel.connect(
+            default_endpoint() if addr is None else addr,
+            ca_file=ca_file,
+            connect_timeout=connect_timeout,
+            retry=retry,
+        )
+        return cls(channel, request_timeout=request_timeout)
+
+    @property
+    def endpoint(self) -> str:
+        """The URL this connection talks to."""
+        return self._calls.endpoint
+
+    async def close(self) -> None:
+        """Close the connection; calls still in flight fail. Closing twice is harmless."""
+        await self._calls.close()
+
+    async def __aenter__(self: _C) -> _C:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._calls.closed else "open"
+        return f"<Connection to {self.endpoint} ({state})>"
+
+    def _check_result(self, result: pb.Result, call: str, name: str) -> None:
+        if result.return_code == 0:
+            return
+        said = (result.message or "").strip()
+        # A v0.4 cluster answers these calls with a Result, not a gRPC status;
+        # its text is all there is to tell a bad argument from a name in use.
+        lowered = said.lower()
+        argument_words = ("invalid", "missing", "required", "empty", "bad ", "must")
+        code = (
+            FlameErrorCode.INVALID_ARGUMENT
+            if any(word in lowered for word in argument_words)
+            else FlameErrorCode.INVALID_STATE
+        )
+        raise FlameError(
+            code,
+            f"{call} of application {name!r} on {self.endpoint} was refused "
+            f"(code {result.return_code}): {said or 'no reason given'}",
+        )
+
+    # -- applications ------------------------------------------------------
+
+    async def register_application(
+        self, name: str, app_attrs: ApplicationAttributes | Mapping[str, Any]
+    ) -> None:
+        """Register the application ``name``, run as ``app_attrs`` say.
+
+        ``app_attrs`` is an :class:`ApplicationAttributes` or a dict with the
+        same keys::
+
+            await conn.register_application("my-app", {
+                "shim": Shim.SHELL,
+                "command": "python",
+                "arguments": ["script.py"],
+            })
+
+        Raises FlameError ``INVALID_ARGUMENT`` (checked before any call) for
+        an empty name or a bad attribute, and ``INVALID_STATE`` when the
+        cluster refuses, e.g. because the name is taken.
+        """
+        name = _check_name(name, "the application name")
+        attributes = ApplicationAttributes._coerce(app_attrs)
+        if attributes.name and attributes.name != name:
+            raise _invalid(
+                f"the application is registered as {name!r} but its attributes name it "
+                f"{attributes.name!r}; leave the attributes' name empty or make them agree"
+            )
+        request = pb.RegisterApplicationRequest(
+            name=name, application=_application_spec_to_pb(attributes)
+        )
+        calls = self._calls
+        result = await calls.unary(calls.stub.register_application, request)
+        self._check_result(result, "RegisterApplication", name)
+
+    async def unregister_application(self, name: str) -> None:
+        """Unregister the application ``name``.
+
+        A v0.4 cluster does not implement this call: it raises FlameError
+        ``UNIMPLEMENTED`` there.
+        """
+        name = _check_name(name, "the application name")
+        request = pb.UnregisterApplicationRequest(name=name)
+        calls = self._calls
+        result = await calls.unary(calls.stub.unregister_application, request)
+        self._check_result(result, "UnregisterApplication", name)
+
+    async def list_applications(self) -> list[Application]:
+        """Every registered application."""
+        calls = self._calls
+        answer = await calls.unary(calls.stub.list_application, pb.ListApplicationRequest())
+        return [_application_from_pb(message) for message in answer.applications]
+
+    # -- sessions ------------------------------------------------------------
+
+    async def create_session(self, attrs: SessionAttributes | Mapping[str, Any]) -> Session:
+        """Open a session of an application; it accepts tasks until closed.
+
+        ``attrs`` is a :class:`SessionAttributes` (or a dict of its fields).
+        The returned :class:`Session` is also the client for its tasks, and an
+        async context manager that closes the session on exit::
+
+            async with await conn.create_session(SessionAttributes("my-app")) as session:
+                task = await session.run_task(b"echo hello")
+        """
+        attributes = SessionAttributes._coerce(attrs)
+        request = pb.CreateSessionRequest(session=_session_spec_to_pb(attributes))
+        calls = self._calls
+        return session_from_pb(await calls.unary(calls.stub.create_session, request), calls)
+
+    async def list_sessions(self) -> list[Session]:
+        """Every session the cluster knows, open or closed."""
+        calls = self._calls
+        answer = await calls.unary(calls.stub.list_session, pb.ListSessionRequest())
+        return [session_from_pb(message, calls) for message in answer.sessions]
+
+    async def get_session(self, session_id: SessionID) -> Session:
+        """The session ``session_id`` as it is now; FlameError ``NOT_FOUND`` if none."""
+        request = pb.GetSessionRequest(session_id=_check_id(session_id, "session_id"))
+        calls = self._calls
+        return session_from_pb(await calls.unary(calls.stub.get_session, request), calls)
+
+    async def close_session(self, session_id: SessionID) -> Session:
+        """Close the session ``session_id`` and return it, now ``CLOSED``.
+
+        The cluster closes only a session none of whose tasks is pending or
+        running; otherwise it raises FlameError ``INVALID_STATE``.
+        """
+        session_id = _check_id(session_id, "session_id")
+        return session_from_pb(await self._calls.close_session(session_id), self._calls)
+
+    def session_client(self, session_id: SessionID) -> SessionClient:
+        """A client for the tasks of the session ``session_id``, without asking the cluster.
+
+        Use it when the id is known already (from another process, say) and
+        the session's fields are not needed. Same as ``SessionClient(conn, id)``.
+        """
+        return SessionClient(self, session_id)
+
+
+def frontend_calls(connection: Connection) -> FrontendCalls:
+    """The calls ``connection`` makes, which the session objects made on it share."""
+    return connection._calls
+
+
+async def connect(
+    addr: str | None = None,
+    *,
+    connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+    request_timeout: float | None = DEFAULT_CALL_TIMEOUT,
+    ca_file: str | None = None,
+    retry: RetryPolicy | None = None,
+) -> Connection:
+    """Connect to a Flame cluster; the same as :meth:`Connection.connect`.
+
+    With no ``addr``, the endpoint is ``FLAME_ENDPOINT`` if set, else the
+    ``endpoint`` of the ``flame`` context in ``~/.flame/flame-conf.yaml``,
+    else :data:`DEFAULT_FLAME_ENDPOINT`.
+    """
+    return await Connection.connect(
+        addr,
+        connect_timeout=connect_timeout,
+        request_timeout=request_timeout,
+        ca_file=ca_file,
+        retry=retry,
+    )
