@@ -3,7 +3,8 @@
 A client's calls go over one lean HTTP/2 connection per endpoint, written
 for the job (unary and server-streaming calls, nothing more) and run by the
 caller's own backend, asyncio or trio: no thread, no task that outlives the
-connection. Servers are grpclib's, on asyncio. The modules, from the wire up:
+connection. Servers are a general gRPC server library's, on asyncio. The
+modules, from the wire up:
 
 Client
     ``_frames``
@@ -35,10 +36,10 @@ Client
 
 Server
     ``_server``
-        :func:`serve`, grpclib's server with our changes, the handlers of
-        the hand-written codec, :func:`refuse`.
+        :func:`serve`, the server library with our changes, the handlers
+        of the hand-written codec, :func:`refuse`.
     ``_loop``
-        :class:`GrpcLoop`, where grpclib runs under asyncio or trio.
+        :class:`GrpcLoop`, where servers run under asyncio or trio.
 
 Why it is built this way, with figures: docs/transport.md.
 """

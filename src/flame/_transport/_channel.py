@@ -5,10 +5,10 @@
 * :meth:`Channel.call` and :meth:`Channel.open_stream` take an encoded
   request and a decoder (the hand-written codec of :mod:`flame._wire`, for
   the calls made once or more per task, or any message class's ``parse``);
-* :meth:`Channel.request` is the small surface the generated stubs call
-  (grpclib's ``Channel.request``), so ``pb.FrontendStub(channel)`` works
-  unchanged on top of the same two methods; :meth:`Channel.unary` and
-  :meth:`Channel.stream` call a bound stub method;
+* :meth:`Channel.request` is the small surface the generated stubs call on
+  their channel, so ``pb.FrontendStub(channel)`` works unchanged on top of
+  the same two methods; :meth:`Channel.unary` and :meth:`Channel.stream`
+  call a bound stub method;
 * :meth:`Channel.connect` opens the channel's pool (:mod:`._pool`) with the
   driver of the running backend, chosen here and nowhere else.
 
@@ -253,7 +253,7 @@ class Channel:
         deadline: Any = None,
         metadata: Any = None,
     ) -> StubCall:
-        """One call of a generated stub: what its code calls on grpclib's channel.
+        """One call of a generated stub: what its code calls on its channel.
 
         Unary and server-streaming calls only, without metadata; the others
         are refused with FlameError ``INVALID_ARGUMENT``. ``deadline`` (an
@@ -396,7 +396,7 @@ class Stream(Generic[Resp]):
 
 
 class StubCall:
-    """One call of a generated stub, as grpclib's stream would carry it.
+    """One call of a generated stub, with the stream methods its code calls.
 
     The stub sends its one request with ``send_message(request, end=True)``
     and reads with ``recv_message()`` (unary) or ``async for`` (a server

@@ -111,7 +111,7 @@ STREAM_WINDOW = 1 << 20
 CONNECTION_WINDOW = 16 << 20
 CREDIT_STEP = STREAM_WINDOW // 2
 
-#: The largest gRPC message either side accepts (grpclib's own default),
+#: The largest gRPC message either side accepts (the usual gRPC default),
 #: named so that the cluster and the client agree.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 

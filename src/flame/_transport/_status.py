@@ -4,7 +4,7 @@ The protocol (:mod:`._connection`, :mod:`._stream`) ends a failed call with
 one of four small exceptions; the pool retries one of them
 (:class:`Unprocessed`); the channel turns every one into a
 :class:`~flame.FlameError` through :func:`code_for_status`, once, at its edge.
-Nothing here knows grpclib: the server side speaks grpclib's own types.
+Nothing here knows the server library: servers speak its own types.
 """
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ class ProtocolViolation(Exception):
 # Every gRPC status onto the code a user reacts to. A v0.4 session manager
 # answers UNKNOWN "unknown" for most refusals (a closed session, a state that
 # forbids the call, a storage refusal): those are state errors. Any other
-# UNKNOWN carries the text of an exception the server did not expect (grpclib
-# says "Internal Server Error", grpcio "Exception calling application: ..."),
+# UNKNOWN carries the text of an exception the server did not expect (our
+# servers say "Internal Server Error", grpcio "Exception calling application: ..."),
 # so it is the server's failure: see _UNKNOWN_WITH_REASON.
 _STATUS_CODES: dict[Status, FlameErrorCode] = {
     Status.CANCELLED: FlameErrorCode.UNAVAILABLE,
