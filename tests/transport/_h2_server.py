@@ -1,4 +1,4 @@
-"""A scripted HTTP/2 server, to meet :mod:`flame._http2` with peers grpclib never is.
+"""A scripted HTTP/2 server, to meet our client connection with peers grpclib never is.
 
 Built on h2 (sans-IO) over an anyio TCP listener, so it runs on the test's own
 backend, whichever the client runs on. Each test hands in a handler that

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
+import grpclib.const
 import pytest
 from transport_helpers import BOUND, Frontend, wait_until
 
 from flame import FlameError, FlameErrorCode
 from flame._proto.v04 import flame as pb
-from flame._transport import Channel, Server
+from flame._transport import Channel, GrpcLoop, Server, serve
 
 
 async def test_unary_call_returns_the_answer(channel: Channel, stub: pb.FrontendStub) -> None:
@@ -251,7 +254,7 @@ async def test_a_timed_out_call_leaves_the_callers_task_uncancelled(
         import asyncio
 
         task = asyncio.current_task()
-        assert task is not None and task.cancelling() == 0
+        assert task is not None and getattr(task, "cancelling", lambda: 0)() == 0
     with anyio.move_on_after(BOUND) as scope:
         await anyio.sleep(0.01)
         async with anyio.create_task_group() as tg:
@@ -259,3 +262,59 @@ async def test_a_timed_out_call_leaves_the_callers_task_uncancelled(
     assert not scope.cancelled_caught
     task = await channel.unary(stub.get_task, pb.GetTaskRequest(task_id="fine"))
     assert task.metadata.id == "fine"
+
+
+class DeadlineSeen(pb.FrontendBase):
+    """GetTask answers with how long the server's deadline for it had left."""
+
+    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+        mapping = super().__mapping__()
+        handler = mapping["/flame.Frontend/GetTask"]
+
+        async def handle(stream: Any) -> None:
+            request = await stream.recv_message()
+            left = None if stream.deadline is None else stream.deadline.time_remaining()
+            await stream.send_message(
+                pb.Task(metadata=pb.Metadata(id=repr(left), name=request.task_id))
+            )
+
+        mapping["/flame.Frontend/GetTask"] = handler._replace(func=handle)
+        return mapping
+
+
+async def test_the_server_holds_the_call_to_its_deadline(grpc_loop: GrpcLoop) -> None:
+    async with (
+        serve(grpc_loop, [DeadlineSeen()]) as server,
+        await Channel.connect(server.address) as channel,
+    ):
+        stub = pb.FrontendStub(channel)
+        with_timeout = await channel.unary(stub.get_task, pb.GetTaskRequest(), timeout=30)
+        without = await channel.unary(stub.get_task, pb.GetTaskRequest())
+    left = float(with_timeout.metadata.id)
+    assert 0 < left <= 30.002
+    assert without.metadata.id == "None"
+
+
+@pytest.mark.parametrize("kind", ["STREAM_UNARY", "STREAM_STREAM"])
+async def test_a_stub_call_streaming_requests_is_refused_clearly(
+    channel: Channel, kind: str
+) -> None:
+    with pytest.raises(FlameError) as caught:
+        channel.request(
+            "/flame.Frontend/Upload",
+            grpclib.const.Cardinality[kind],
+            pb.GetTaskRequest,
+            pb.Task,
+        )
+    assert caught.value.code is FlameErrorCode.INVALID_ARGUMENT
+    assert f"Upload on {channel.endpoint} is a {kind} call" in caught.value.message
+    assert "unary and server-streaming calls only" in caught.value.message
+
+
+async def test_a_stub_call_with_metadata_is_refused_clearly(
+    channel: Channel, stub: pb.FrontendStub
+) -> None:
+    with pytest.raises(FlameError) as caught:
+        await stub.get_task(pb.GetTaskRequest(), metadata={"x-user": "me"})
+    assert caught.value.code is FlameErrorCode.INVALID_ARGUMENT
+    assert "metadata" in caught.value.message and "GetTask" in caught.value.message

@@ -920,6 +920,30 @@ async def test_a_connection_dropped_mid_call_fails_it_and_the_next_call_reconnec
     assert error.code is FlameErrorCode.UNAVAILABLE
 
 
+@pytest.mark.parametrize("how", ["closed", "goaway"])
+async def test_a_connection_the_server_ends_while_idle_is_replaced_without_an_error(
+    how: str,
+) -> None:
+    async with serving(echo) as (server, channel):
+        first = await check_still_usable(server, channel)
+        old = lean(channel)
+        if how == "closed":
+            first.drop()
+        else:
+            goaway = GoAwayFrame(0, last_stream_id=1, error_code=0, additional_data=b"bye")
+            await first.send_raw(lambda: [goaway])
+
+        def noticed() -> bool:
+            # A connection nobody is reading looks at what came in now.
+            old.catch_up()
+            return not old.usable
+
+        await wait_until(noticed, "the client noticing the server's end")
+        again = await check_still_usable(server, channel)
+    assert again is not first
+    assert old.closed
+
+
 # --------------------------------------------------------------------------
 # Calls abandoned by the client
 
@@ -965,6 +989,60 @@ async def test_leaving_a_stream_early_resets_it() -> None:
         assert await server.requests[0].wait_reset() == Errors.CANCEL
         assert await check_still_usable(server, channel) is server.requests[0].connection
         assert lean(channel).streams == {}
+
+
+async def test_a_call_waiting_for_a_stream_goes_once_one_is_left_with_nothing_arriving() -> None:
+    # One stream at a time. The first stream is open and nobody reads it; the
+    # second call waits for the stream (under trio, reading the connection
+    # meanwhile). Leaving the first frees the stream with no byte arriving:
+    # the second call must notice, and go.
+    async def handler(request: Request) -> None:
+        if request.message == b"first":
+            await request.respond()
+            await request.send_messages(b"one")
+            await request.wait_reset()
+        else:
+            await echo(request)
+
+    one_at_a_time = {Settings.MAX_CONCURRENT_STREAMS: 1}
+    async with serving(handler, settings=one_at_a_time) as (server, channel):
+        await check_still_usable(server, channel)  # the server's limit is known
+        results: list[Any] = []
+        async with channel.open_stream(WATCH, b"first", tagged) as first:
+            assert await first.__anext__() == ("decoded", b"one")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_into, results, channel, b"second")
+                await wait_until(lambda: bool(lean(channel)._slot_waiters), "a call waiting")
+                first.close()
+        assert results == [("decoded", b"echo:second")]
+        assert await server.requests[1].wait_reset() == Errors.CANCEL
+
+
+async def test_a_caller_leaving_its_wait_hands_the_reading_on() -> None:
+    release = anyio.Event()
+
+    async def handler(request: Request) -> None:
+        await release.wait()
+        await echo(request)
+
+    async with serving(handler) as (server, channel):
+        results: list[Any] = []
+        async with anyio.create_task_group() as tg:
+            with anyio.CancelScope() as leaving:
+                # The first caller to wait (under trio, the one reading) leaves
+                # while the second waits.
+                async with anyio.create_task_group() as first:
+                    first.start_soon(_into, results, channel, b"first")
+                    await server.wait_for(lambda: len(server.requests) == 1)
+                    tg.start_soon(_into, results, channel, b"second")
+                    await server.wait_for(lambda: len(server.requests) == 2)
+                    leaving.cancel()
+            release.set()
+        assert results == [("decoded", b"echo:second")]
+
+
+async def _into(results: list[Any], channel: Channel, request: bytes) -> None:
+    results.append(await call(channel, request))
 
 
 # --------------------------------------------------------------------------
