@@ -1,23 +1,26 @@
-"""What the transport costs: our grpclib transport against Google's grpcio, over loopback.
+"""What the transport costs: our client connection against grpclib's and grpcio's, over loopback.
 
 Client and server live in one process and talk over 127.0.0.1. For each of
 
-* ``flame/asyncio``: our transport's stub path under asyncio (grpclib on the
-  caller's loop), the way the client makes its occasional calls;
-* ``flame/trio``: the same under trio (grpclib on a private asyncio loop
-  in a worker thread; the server on another such loop, as the embedded
-  cluster does);
-* ``lean/asyncio`` and ``lean/trio``: the path of the calls made once per
-  task (``Channel.call`` and ``Channel.open_stream``: ``flame._http2`` and
-  ``flame._wire``), which under trio runs in trio itself;
-* ``grpclib bare``: the generated grpclib stubs called directly under
-  asyncio, without our transport: the floor our asyncio path stands on;
+* ``stub/asyncio`` and ``stub/trio``: the generated stubs over our channel
+  (``pb.FrontendStub(channel)``), the way the client makes its occasional
+  calls, under each backend;
+* ``lean/asyncio`` and ``lean/trio``: the calls made once per task, with an
+  encoded request and the hand-written codec (``Channel.call`` and
+  ``Channel.open_stream`` with ``flame._wire``);
+* ``grpclib``: grpclib's own client channel under the same generated stubs
+  (asyncio only), the client the SDK used before;
+
+all against our server (grpclib, as the embedded cluster serves; under trio
+on its loop thread), and
+
 * ``grpcio``: ``grpc.aio`` server and client, from stubs that ``grpc_tools``
   generates at run time from the same ``proto/v0.4/`` files;
 
-it measures a GetTask-like unary call (Frontend service) one at a time and
-with 64 in flight, and a WatchTask-like server stream of many messages; then
-prints a table and the ratios to grpcio.
+it measures a GetTask-like unary call (Frontend service) one at a time,
+without and with a deadline (60 s, sent to the server as ``grpc-timeout``),
+and with 64 in flight, and a WatchTask-like server stream of many messages;
+then prints a table and the ratios to grpcio.
 
     pip install -e '.[test]'
     python benchmarks/transport.py              # about 30 s
@@ -53,6 +56,10 @@ WARM_UP = 200
 
 # --------------------------------------------------------------------------
 # The measurements, the same for every implementation
+
+
+#: The deadline of the calls that carry one, in seconds.
+DEADLINE = 60.0
 
 
 async def sequential(call: Callable[[], Awaitable[object]], seconds: float) -> float:
@@ -99,13 +106,17 @@ async def streamed(watch: Callable[[int], AsyncIterator[object]], messages: int)
 
 
 async def measure(
-    call: Callable[[], Awaitable[object]],
+    call: Callable[..., Awaitable[object]],
     watch: Callable[[int], AsyncIterator[object]],
     seconds: float,
     messages: int,
 ) -> dict[str, float]:
+    async def with_deadline() -> object:
+        return await call(DEADLINE)
+
     return {
         "unary, sequential (calls/s)": await sequential(call, seconds),
+        "unary, sequential, deadline (calls/s)": await sequential(with_deadline, seconds),
         f"unary, {IN_FLIGHT} in flight (calls/s)": await concurrent(call, seconds),
         "stream (messages/s)": await streamed(watch, messages),
     }
@@ -132,8 +143,7 @@ class Frontend(pb.FrontendBase):
 
 
 async def ours(seconds: float, messages: int, mode: str = "stub") -> dict[str, float]:
-    """Our transport: ``stub`` or ``lean`` path; ``direct`` (asyncio only) is the bare stubs."""
-    direct = mode == "direct"
+    """Our server, and a client: our ``stub`` or ``lean`` path, or ``grpclib``'s (asyncio)."""
     loop = open_grpc_loop()
     try:
         async with (
@@ -141,16 +151,19 @@ async def ours(seconds: float, messages: int, mode: str = "stub") -> dict[str, f
             await Channel.connect(server.address) as channel,
         ):
             stub = pb.FrontendStub(channel)
-            request = pb.GetTaskRequest(task_id="7", session_id="3")
+            grpclib_channel = None
+            if mode == "grpclib":
+                import grpclib.client
 
+                grpclib_channel = grpclib.client.Channel("127.0.0.1", server.port)
+                stub = pb.FrontendStub(grpclib_channel)
+            request = pb.GetTaskRequest(task_id="7", session_id="3")
             encoded = encode_task_request("7", "3")
 
-            async def call() -> object:
-                if direct:
-                    return await stub.get_task(request)
+            async def call(timeout: float | None = None) -> object:  # noqa: ASYNC109
                 if mode == "lean":
-                    return await channel.call(GET_TASK, encoded, decode_task)
-                return await channel.unary(stub.get_task, request)
+                    return await channel.call(GET_TASK, encoded, decode_task, timeout=timeout)
+                return await stub.get_task(request, timeout=timeout)
 
             async def watch(count: int) -> AsyncIterator[object]:
                 ask = pb.WatchTaskRequest(task_id=str(count), session_id="3")
@@ -161,7 +174,7 @@ async def ours(seconds: float, messages: int, mode: str = "stub") -> dict[str, f
                         async for update in updates:
                             yield update
                     return
-                if direct:
+                if mode == "grpclib":
                     async for update in stub.watch_task(ask):
                         yield update
                     return
@@ -169,7 +182,11 @@ async def ours(seconds: float, messages: int, mode: str = "stub") -> dict[str, f
                     async for update in updates:
                         yield update
 
-            return await measure(call, watch, seconds, messages)
+            try:
+                return await measure(call, watch, seconds, messages)
+            finally:
+                if grpclib_channel is not None:
+                    grpclib_channel.close()
     finally:
         await loop.aclose()
 
@@ -231,8 +248,8 @@ async def grpcio(seconds: float, messages: int, modules: tuple[Any, Any, Any]) -
             stub = frontend_pb2_grpc.FrontendStub(channel)
             request = frontend_pb2.GetTaskRequest(task_id="7", session_id="3")
 
-            async def call() -> object:
-                return await stub.GetTask(request)
+            async def call(timeout: float | None = None) -> object:  # noqa: ASYNC109
+                return await stub.GetTask(request, timeout=timeout)
 
             async def watch(count: int) -> AsyncIterator[object]:
                 ask = frontend_pb2.WatchTaskRequest(task_id=str(count), session_id="3")
@@ -254,12 +271,12 @@ def main() -> None:
     args = parser.parse_args()
 
     results: dict[str, dict[str, float]] = {}
-    results["grpclib bare"] = anyio.run(ours, args.seconds, args.messages, "direct")
-    for mode, name in (("stub", "flame"), ("lean", "lean")):
+    for mode in ("stub", "lean"):
         for backend in ("asyncio", "trio"):
-            results[f"{name}/{backend}"] = anyio.run(
+            results[f"{mode}/{backend}"] = anyio.run(
                 ours, args.seconds, args.messages, mode, backend=backend
             )
+    results["grpclib"] = anyio.run(ours, args.seconds, args.messages, "grpclib")
     with tempfile.TemporaryDirectory(prefix="flame-bench-") as temp:
         modules = generate_grpcio(pathlib.Path(temp))
         results["grpcio"] = anyio.run(grpcio, args.seconds, args.messages, modules)
