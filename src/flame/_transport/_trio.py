@@ -72,8 +72,8 @@ class _Waiter:
         if self.state == 0:
             self.state = 1
             self.rouse()
-            # Woken by something other than what it read (a stream freed by
-            # another caller): it stops waiting for the socket.
+            # Woken by something other than what it read (see _read): it
+            # stops waiting for the socket.
             if self.reading is not None:
                 self.reading.cancel()
 
@@ -159,15 +159,18 @@ class TrioConnection(Connection):
         try:
             data = self._sock.recv(RECEIVE_BYTES)
         except BlockingIOError:
-            try:
-                # Closed under us, the calls have been told.
-                with (
-                    trio.CancelScope() as waiter.reading,
-                    contextlib.suppress(trio.ClosedResourceError),
-                ):
+            # Closed under us, the calls have been told.
+            with contextlib.suppress(trio.ClosedResourceError):
+                if self._slot_waiters and waiter in self._slot_waiters:
+                    # Waiting for a stream, which a caller leaving its call
+                    # frees without a byte arriving: that must end the wait.
+                    try:
+                        with trio.CancelScope() as waiter.reading:
+                            await trio.lowlevel.wait_readable(self._sock)
+                    finally:
+                        waiter.reading = None
+                else:
                     await trio.lowlevel.wait_readable(self._sock)
-            finally:
-                waiter.reading = None
             return
         except OSError as exc:
             self._lost(exc)
@@ -177,8 +180,8 @@ class TrioConnection(Connection):
         await trio.lowlevel.checkpoint()
 
     def catch_up(self) -> None:
-        if self._reader is not None:
-            return
+        if self._reader is not None or self._sleepers:
+            return  # read by a waiting caller now, or soon
         while not self._closed:
             try:
                 data = self._sock.recv(RECEIVE_BYTES)
