@@ -10,8 +10,9 @@ it on the same socket and protocol code and runs the same work with both.
 
 Starts ``flame local`` in a separate process, then runs, in this process,
 ``session.as_completed`` over Log-shim tasks with 64 in flight, alternately
-with each design, and prints the client's CPU seconds per 1,000 tasks and
-the tasks per second of every run, then the medians.
+with each design (each first in every other round), and prints the client's
+CPU seconds per 1,000 tasks and the tasks per second of every run, then
+their medians.
 
     pip install -e '.[bench]'
     python benchmarks/trio_reading.py                 # 5 rounds of 5,000 tasks
@@ -110,17 +111,25 @@ async def one_run(endpoint: str, tasks: int, concurrency: int) -> tuple[float, f
 
 async def main(endpoint: str, tasks: int, concurrency: int, rounds: int) -> None:
     results: dict[str, list[tuple[float, float]]] = {"callers read": [], "reader task": []}
-    for _ in range(rounds):
+
+    async def callers_read() -> None:
         results["callers read"].append(await one_run(endpoint, tasks, concurrency))
+
+    async def reader_task() -> None:
         async with scoped_readers():
             results["reader task"].append(await one_run(endpoint, tasks, concurrency))
+
+    for round_ in range(rounds):
+        # Each goes first in every other round: neither gains from the order.
+        for run in (callers_read, reader_task) if round_ % 2 == 0 else (reader_task, callers_read):
+            await run()
     print(f"\n{tasks} Log-shim tasks per run, {concurrency} in flight, under trio\n")
-    print(f"{'design':<14}{'client CPU s/1k (each run)':<44}{'median':>8}{'tasks/s':>9}")
+    print(f"{'design':<14}{'client CPU s/1k, tasks/s (each run)':<58}{'medians':>16}")
     for name, runs in results.items():
-        cpus = "  ".join(f"{cpu:.3f}" for cpu, _ in runs)
-        median = statistics.median(cpu for cpu, _ in runs)
+        each = "  ".join(f"{cpu:.3f} {rate:.0f}" for cpu, rate in runs)
+        cpu = statistics.median(cpu for cpu, _ in runs)
         rate = statistics.median(rate for _, rate in runs)
-        print(f"{name:<14}{cpus:<44}{median:>8.3f}{rate:>9.0f}")
+        print(f"{name:<14}{each:<58}{cpu:>8.3f}{rate:>8.0f}")
 
 
 if __name__ == "__main__":
