@@ -98,22 +98,9 @@ def os_reason(exc: BaseException) -> str:
     """Why the network failed, in words: "connection refused" rather than an errno."""
     # asyncio says "Connect call failed (address)", trio "all attempts to
     # connect ... failed" around a group of errors: the errno says why.
-    for cause in _causes(exc):
-        errno = getattr(cause, "errno", None)
+    cause = exc.__cause__
+    for error in (exc, cause, *getattr(cause, "exceptions", ())):
+        errno = getattr(error, "errno", None)
         if isinstance(errno, int) and errno > 0:
             return os.strerror(errno).lower()
     return str(getattr(exc, "strerror", None) or exc)
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    """``exc``, then what it was raised from, then the members of a group among them."""
-    found: list[BaseException] = []
-    pending = [exc]
-    while pending and len(found) < 16:
-        current = pending.pop(0)
-        found.append(current)
-        if current.__cause__ is not None:
-            pending.append(current.__cause__)
-        members = getattr(current, "exceptions", ())
-        pending.extend(e for e in members if isinstance(e, BaseException))
-    return found
