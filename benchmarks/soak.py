@@ -140,7 +140,7 @@ async def soak(
 ) -> None:
     totals = Totals()
     async with await Channel.connect(endpoint) as channel:
-        stub = pb.FrontendStub(channel.grpc)
+        stub = pb.FrontendStub(channel)
         result = await channel.unary(
             stub.register_application,
             pb.RegisterApplicationRequest(name="soak", application=pb.ApplicationSpec()),
