@@ -7,9 +7,9 @@ session objects it makes (:mod:`flame._session`) share.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from ._calls import FrontendCalls
 from ._config import default_endpoint
@@ -30,6 +30,9 @@ from ._types import (
     _session_spec_to_pb,
 )
 
+if TYPE_CHECKING:
+    from .functions import FunctionSession
+
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
@@ -44,6 +47,8 @@ DEFAULT_CALL_TIMEOUT = 60.0
 """Seconds a single request may take (watches are not bounded: tasks may run long)."""
 
 _C = TypeVar("_C", bound="Connection")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class Connection:
@@ -238,6 +243,53 @@ class Connection:
         the session's fields are not needed. Same as ``SessionClient(conn, id)``.
         """
         return SessionClient(self, session_id)
+
+    # -- Python functions ----------------------------------------------------
+
+    @overload
+    async def function_session(
+        self,
+        function: Callable[_P, Awaitable[_R]],
+        /,
+        *,
+        application: str = ...,
+        command: str | None = ...,
+        **session_options: Any,
+    ) -> FunctionSession[_P, _R]: ...
+
+    @overload
+    async def function_session(
+        self,
+        function: Callable[_P, _R],
+        /,
+        *,
+        application: str = ...,
+        command: str | None = ...,
+        **session_options: Any,
+    ) -> FunctionSession[_P, _R]: ...
+
+    async def function_session(
+        self, function: Callable[..., Any], /, **options: Any
+    ) -> FunctionSession[Any, Any]:
+        """Open a session whose tasks are calls of the Python ``function``.
+
+        ::
+
+            async with await conn.function_session(square, slots=1) as f:
+                print(await f(3), await f.map(range(10)))
+
+        The function (cloudpickled once, into the session's common data) runs
+        in the generic service shipped with the SDK, which runs in the
+        application ``application`` (default ``"flame-functions"``), registered
+        here on first use with ``command`` (default: this Python) and the
+        arguments ``-m flame.functions``. Other keywords are the
+        :class:`SessionAttributes` of the session (``slots``, ...). See
+        :func:`flame.functions.open_function_session` for the checks made and
+        the errors raised.
+        """
+        from .functions import open_function_session
+
+        return await open_function_session(self, function, **options)
 
 
 def frontend_calls(connection: Connection) -> FrontendCalls:
