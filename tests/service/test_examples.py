@@ -12,6 +12,8 @@ import sys
 import anyio
 import pytest
 
+import flame
+from flame.functions import DEFAULT_APPLICATION
 from flame.local import LocalCluster
 
 EXAMPLES = pathlib.Path(__file__).parents[2] / "examples"
@@ -73,6 +75,10 @@ async def test_flame_demo_on_a_running_cluster() -> None:
             done = await anyio.run_process([sys.executable, *argv], check=False)
             assert done.returncode == 0, done.stderr.decode()
             outputs.append(done.stdout.decode())
+        # The demo's tasks are calls of a plain function, run by the SDK's service.
+        async with await flame.connect(cluster.endpoint) as conn:
+            (application,) = await conn.list_applications()
+            assert application.name == DEFAULT_APPLICATION
     assert all("10 tasks in " in output for output in outputs)
     # The same seeds give the same estimate, whoever runs them.
     assert estimate(outputs[0]) == estimate(outputs[1])
