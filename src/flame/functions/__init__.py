@@ -32,7 +32,6 @@ from ._client import (
     SERVICE_ARGUMENTS,
     FunctionResults,
     FunctionSession,
-    RemoteTraceback,
     open_function_session,
 )
 from ._service import FunctionService
@@ -43,6 +42,5 @@ __all__ = [
     "FunctionResults",
     "FunctionService",
     "FunctionSession",
-    "RemoteTraceback",
     "open_function_session",
 ]

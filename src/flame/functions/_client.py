@@ -42,7 +42,6 @@ __all__ = [
     "SERVICE_ARGUMENTS",
     "FunctionResults",
     "FunctionSession",
-    "RemoteTraceback",
     "open_function_session",
 ]
 
@@ -72,27 +71,18 @@ def _invalid(message: str) -> FlameError:
 # Exceptions raised remotely
 
 
-class RemoteTraceback(Exception):
-    """The traceback of an exception raised by a function in its service, as text.
-
-    On Python 3.11 and later the text is added to the re-raised exception as
-    a note; on 3.10 the exception is raised from a ``RemoteTraceback`` (its
-    ``__cause__``), so that the traceback printed shows both. Either way it
-    is also in the exception's ``__notes__``.
-    """
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
 def _attach(error: BaseException, text: str) -> None:
+    """Add ``text`` to ``error`` as a note (PEP 678).
+
+    Python 3.10 has no ``add_note``, but prints ``__notes__`` all the same
+    once the ``exceptiongroup`` backport is imported, and anyio, which the SDK
+    runs on, imports it there.
+    """
     if sys.version_info >= (3, 11):
         error.add_note(text)
         return
     notes = getattr(error, "__notes__", None)
     error.__notes__ = [*notes, text] if isinstance(notes, list) else [text]  # type: ignore[attr-defined]
-    if error.__cause__ is None:
-        error.__cause__ = RemoteTraceback(text)
 
 
 def _remote_error(raised: Raised, where: str) -> BaseException:
@@ -293,7 +283,7 @@ class FunctionSession(Generic[P, R]):
     Each call is one task: its arguments are pickled (cloudpickle) into the
     task's input, and its value pickled back into the task's output. A call
     whose function raised raises the same exception here, with the remote
-    traceback attached (see :class:`RemoteTraceback`); one that cannot be
+    traceback attached as a note (``__notes__``); one that cannot be
     re-raised as itself raises FlameError ``INTERNAL`` with its text.
     Arguments that cannot be pickled raise FlameError ``INVALID_ARGUMENT``
     before their task is made.
