@@ -76,3 +76,16 @@ def maybe_a_lock(lock: bool) -> Any:
 
 def echo(data: Any) -> Any:
     return data
+
+
+def die_on_two(x: int) -> int:
+    if x == 2:
+        import os
+
+        os._exit(3)
+    return x
+
+
+def sleep_then_echo(x: float) -> float:
+    time.sleep(x)
+    return x

@@ -265,6 +265,27 @@ async def test_a_flame_error_raised_remotely_keeps_its_code(conn: flame.Connecti
     assert info.value.message == "nothing here"
 
 
+async def test_a_service_that_dies_fails_the_call_with_its_status(conn: flame.Connection) -> None:
+    async with await conn.function_session(_remote.die_on_two, slots=1) as f:
+        with pytest.raises(flame.FlameError) as info:
+            await f.map([0, 1, 2, 3], concurrency=1)
+        assert info.value.code is flame.FlameErrorCode.INTERNAL
+        assert "exited with code 3" in info.value.message
+        # The executor starts the service again for the next call.
+        assert await f(5) == 5
+
+
+async def test_a_cancelled_map_leaves_a_session_that_closes(conn: flame.Connection) -> None:
+    async with await conn.function_session(_remote.sleep_then_echo, slots=1) as f:
+        with anyio.move_on_after(0.3) as scope:
+            await f.map([0.2] * 20, concurrency=2)
+        assert scope.cancelled_caught
+    # Leaving waited for the calls that were running when the map was cancelled.
+    closed = await conn.get_session(f.session.id)
+    assert closed.state is flame.SessionState.CLOSED
+    assert closed.succeed < 1 + 20
+
+
 # ----------------------------------------------------------------------
 # What cannot be pickled
 
