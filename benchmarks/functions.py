@@ -7,6 +7,9 @@ after another, alternating so that both see the same machine:
 
 * ``raw``: ``session.run_tasks`` over ``--tasks`` inputs of 16 bytes, in a
   session of that echo application;
+* ``flow``: the same through ``session.as_completed``, which ``f.map`` is
+  built on (each task handed over to the loop as it finishes): the part of
+  the difference that is not the function layer's;
 * ``map``: ``f.map(range(tasks))`` in a function session of ``lambda x: x``
   (cloudpickled arguments and values, the generic service, a worker thread
   per call).
@@ -18,7 +21,7 @@ session took to give its first result (raw: open it and run one task;
 map: ``function_session``, whose probe task starts the service). Then the
 difference per call, which is what the function layer costs.
 
-    python benchmarks/functions.py                      # 3 rounds of 3,000 tasks
+    python benchmarks/functions.py                      # 3 rounds of 3,000 tasks each
     python benchmarks/functions.py --tasks 1000 --rounds 1
 """
 
@@ -37,6 +40,7 @@ import time
 import psutil
 
 APP = "bench-echo"
+KINDS = ("raw", "flow", "map")
 
 
 def free_port() -> int:
@@ -71,19 +75,25 @@ def run_client(kind: str, endpoint: str, tasks: int, concurrency: int, backend: 
     async def main() -> dict[str, float]:
         async with await flame.connect(endpoint) as conn:
             begun = time.perf_counter()
-            if kind == "raw":
+            if kind in ("raw", "flow"):
                 attributes = flame.SessionAttributes(application=APP, slots=1)
                 async with await conn.create_session(attributes) as session:
                     await session.run_task(b"first")
                     opened = time.perf_counter() - begun
+                    inputs = [i.to_bytes(16, "big") for i in range(tasks)]
                     cpu = time.process_time()
                     started = time.perf_counter()
-                    done = await session.run_tasks(
-                        [i.to_bytes(16, "big") for i in range(tasks)], concurrency=concurrency
-                    )
+                    if kind == "raw":
+                        done = await session.run_tasks(inputs, concurrency=concurrency)
+                        assert done[-1].output == inputs[-1]
+                    else:
+                        seen = 0
+                        async with session.as_completed(inputs, concurrency=concurrency) as flow:
+                            async for task in flow:
+                                seen += task.output is not None
+                        assert seen == tasks
                     elapsed = time.perf_counter() - started
                     cpu = time.process_time() - cpu
-                    assert done[-1].output == (tasks - 1).to_bytes(16, "big")
             else:
                 async with await conn.function_session(lambda x: x, slots=1) as f:
                     opened = time.perf_counter() - begun
@@ -191,7 +201,7 @@ def main() -> None:
     try:
         for _ in range(args.rounds):
             for backend in backends:
-                for kind in ("raw", "map"):
+                for kind in KINDS:
                     result = one_run(kind, backend, endpoint, args.tasks, args.concurrency, cluster)
                     runs.setdefault((backend, kind), []).append(result)
     finally:
@@ -215,23 +225,23 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for backend in backends:
-        for kind in ("raw", "map"):
+        for kind in KINDS:
             rate = 1 / median(backend, kind, "seconds")
             client = median(backend, kind, "cpu") * 1e6
             served = median(backend, kind, "cluster_cpu") * 1e6
             opened = statistics.median(run["opened"] for run in runs[(backend, kind)])
             print(f"{backend:<9}{kind:<6}{rate:>9.0f}{client:>20.0f}{served:>21.0f}{opened:>16.2f}")
-    print("\nper call, map over raw:")
-    for backend in backends:
-        wall = (median(backend, "map", "seconds") - median(backend, "raw", "seconds")) * 1e6
-        client = (median(backend, "map", "cpu") - median(backend, "raw", "cpu")) * 1e6
-        served = (
-            median(backend, "map", "cluster_cpu") - median(backend, "raw", "cluster_cpu")
-        ) * 1e6
-        print(
-            f"  {backend}: {wall:+.0f} µs wall, {client:+.0f} µs client CPU, "
-            f"{served:+.0f} µs cluster and service CPU"
-        )
+    for over in ("raw", "flow"):
+        print(f"\nper call, map over {over}:")
+        for backend in backends:
+            wall, client, served = (
+                (median(backend, "map", figure) - median(backend, over, figure)) * 1e6
+                for figure in ("seconds", "cpu", "cluster_cpu")
+            )
+            print(
+                f"  {backend}: {wall:+.0f} µs wall, {client:+.0f} µs client CPU, "
+                f"{served:+.0f} µs cluster and service CPU"
+            )
     print("(CPU: every thread of the process, during the calls only; cluster: the whole run)")
 
 
