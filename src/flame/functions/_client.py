@@ -23,6 +23,7 @@ import attrs
 from .. import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_CONCURRENCY,
+    Application,
     ApplicationAttributes,
     Connection,
     FinishedTasks,
@@ -113,7 +114,7 @@ def _remote_error(raised: Raised, where: str) -> BaseException:
 # Opening a session
 
 
-async def _find_application(connection: Connection, name: str) -> Any:
+async def _find_application(connection: Connection, name: str) -> Application | None:
     # A v0.4 cluster has no GetApplication: the list is the portable way.
     for application in await connection.list_applications():
         if application.name == name:
