@@ -2,27 +2,30 @@
 
 Starts ``flame local`` in a process of its own, with an application whose
 service (this file, run with ``--as-service``) answers each task with its
-input: bytes in, bytes out, nothing pickled. Then, from one client process
-after another, alternating so that both see the same machine:
+input: bytes in, bytes out, nothing pickled. Then one client process per
+backend (asyncio, trio) runs, round after round, so that all three see the
+same machine:
 
 * ``raw``: ``session.run_tasks`` over ``--tasks`` inputs of 16 bytes, in a
   session of that echo application;
 * ``flow``: the same through ``session.as_completed``, which ``f.map`` is
-  built on (each task handed over to the loop as it finishes): the part of
-  the difference that is not the function layer's;
+  built on (each task handed over as it finishes): the part of the
+  difference that is not the function layer's;
 * ``map``: ``f.map(range(tasks))`` in a function session of ``lambda x: x``
   (cloudpickled arguments and values, the generic service, a worker thread
   per call).
 
-Both go through the Grpc shim, with ``--concurrency`` calls in flight, under
-asyncio and trio. For each it prints tasks/s, the client's CPU µs per task,
-the cluster's CPU µs per task (its services included), and the seconds the
-session took to give its first result (raw: open it and run one task;
-map: ``function_session``, whose probe task starts the service). Then the
-difference per call, which is what the function layer costs.
+Each with ``--concurrency`` calls in flight, through the Grpc shim, in a
+session opened for the round and warmed up first (one session at a time, so
+that executors are not moved between them while measuring). It prints the
+medians of tasks/s, the client's CPU µs per task and the cluster's CPU µs per
+task (its services included), the difference per call of ``map``, which is
+what the function layer costs, and how long each session took to give its
+first result: open a raw session and run one task, against
+``function_session`` (whose probe task starts the service) and one call.
 
-    python benchmarks/functions.py                      # 3 rounds of 3,000 tasks each
-    python benchmarks/functions.py --tasks 1000 --rounds 1
+    python benchmarks/functions.py                      # 5 rounds of 2,000 tasks each
+    python benchmarks/functions.py --tasks 500 --rounds 2
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import psutil
 
@@ -64,48 +68,81 @@ def serve_echo() -> None:
 
 
 # --------------------------------------------------------------------------
-# Client side: one run in this process, a JSON line on stdout.
+# Client side: every round of one backend in this process, a JSON line on stdout.
 
 
-def run_client(kind: str, endpoint: str, tasks: int, concurrency: int, backend: str) -> None:
+def run_client(args: argparse.Namespace) -> None:
     import anyio
 
     import flame
 
-    async def main() -> dict[str, float]:
-        async with await flame.connect(endpoint) as conn:
-            begun = time.perf_counter()
-            if kind in ("raw", "flow"):
+    tasks, concurrency = args.tasks, args.concurrency
+    cluster = psutil.Process(args.cluster_pid)
+
+    def cluster_cpu() -> float:
+        # The cluster, the services it has reaped, and those still running.
+        times = cluster.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        for process in cluster.children(recursive=True):
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
+    async def measured(run: Any) -> dict[str, float]:
+        served, cpu, started = cluster_cpu(), time.process_time(), time.perf_counter()
+        await run()
+        return {
+            "seconds": time.perf_counter() - started,
+            "cpu": time.process_time() - cpu,
+            "cluster_cpu": cluster_cpu() - served,
+        }
+
+    async def main() -> dict[str, Any]:
+        inputs = [i.to_bytes(16, "big") for i in range(tasks)]
+        warm_up = 2 * concurrency
+        runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in KINDS}
+        opened: dict[str, list[float]] = {"raw": [], "map": []}
+        async with await flame.connect(args.endpoint) as conn:
+            for _ in range(args.rounds):
+                # One session at a time, so that the executors stay with it:
+                # opened, warmed up (every executor's service started), measured.
+                begun = time.perf_counter()
                 attributes = flame.SessionAttributes(application=APP, slots=1)
                 async with await conn.create_session(attributes) as session:
                     await session.run_task(b"first")
-                    opened = time.perf_counter() - begun
-                    inputs = [i.to_bytes(16, "big") for i in range(tasks)]
-                    cpu = time.process_time()
-                    started = time.perf_counter()
-                    if kind == "raw":
+                    opened["raw"].append(time.perf_counter() - begun)
+                    await session.run_tasks(inputs[:warm_up], concurrency=concurrency)
+
+                    async def raw() -> None:
                         done = await session.run_tasks(inputs, concurrency=concurrency)
                         assert done[-1].output == inputs[-1]
-                    else:
+
+                    async def flow() -> None:
                         seen = 0
-                        async with session.as_completed(inputs, concurrency=concurrency) as flow:
-                            async for task in flow:
+                        async with session.as_completed(inputs, concurrency=concurrency) as ended:
+                            async for task in ended:
                                 seen += task.output is not None
                         assert seen == tasks
-                    elapsed = time.perf_counter() - started
-                    cpu = time.process_time() - cpu
-            else:
-                async with await conn.function_session(lambda x: x, slots=1) as f:
-                    opened = time.perf_counter() - begun
-                    cpu = time.process_time()
-                    started = time.perf_counter()
-                    values = await f.map(range(tasks), concurrency=concurrency)
-                    elapsed = time.perf_counter() - started
-                    cpu = time.process_time() - cpu
-                    assert values[-1] == tasks - 1
-        return {"tasks": tasks, "seconds": elapsed, "cpu": cpu, "opened": opened}
 
-    print(json.dumps(anyio.run(main, backend=backend)), flush=True)
+                    runs["raw"].append(await measured(raw))
+                    runs["flow"].append(await measured(flow))
+                begun = time.perf_counter()
+                async with await conn.function_session(lambda x: x, slots=1) as f:
+                    await f(0)
+                    opened["map"].append(time.perf_counter() - begun)
+                    await f.map(range(warm_up), concurrency=concurrency)
+
+                    async def mapped() -> None:
+                        values = await f.map(range(tasks), concurrency=concurrency)
+                        assert values[-1] == tasks - 1
+
+                    runs["map"].append(await measured(mapped))
+        return {"opened": opened, "runs": runs}
+
+    print(json.dumps(anyio.run(main, backend=args.as_client)), flush=True)
 
 
 # --------------------------------------------------------------------------
@@ -143,76 +180,27 @@ def start_cluster(port: int, slots: int) -> subprocess.Popen[bytes]:
     raise SystemExit("flame local did not start within 30 s")
 
 
-def cluster_cpu(cluster: psutil.Process) -> float:
-    # The services are the cluster's children: their CPU counts once reaped.
-    times = cluster.cpu_times()
-    return times.user + times.system + times.children_user + times.children_system
-
-
-def one_run(
-    kind: str, backend: str, endpoint: str, tasks: int, concurrency: int, cluster: psutil.Process
-) -> dict[str, float]:
-    before = cluster_cpu(cluster)
+def one_client(backend: str, args: argparse.Namespace, endpoint: str, pid: int) -> dict[str, Any]:
     out = subprocess.run(
         [
-            *(sys.executable, __file__, "--as-client", kind, "--backend", backend),
-            *("--endpoint", endpoint, "--tasks", str(tasks), "--concurrency", str(concurrency)),
+            *(sys.executable, __file__, "--as-client", backend, "--endpoint", endpoint),
+            *("--tasks", str(args.tasks), "--concurrency", str(args.concurrency)),
+            *("--rounds", str(args.rounds), "--cluster-pid", str(pid)),
         ],
         capture_output=True,
         text=True,
         check=False,
     )
-    # The session's services stop once it is closed: let them be reaped.
-    time.sleep(1.0)
     if out.returncode != 0:
-        raise SystemExit(f"client {kind} ({backend}) failed:\n{out.stderr}")
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    # Opening, the first task and the services' start-up are in this too.
-    result["cluster_cpu"] = cluster_cpu(cluster) - before
+        raise SystemExit(f"client ({backend}) failed:\n{out.stderr}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--slots", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--backends", default="asyncio,trio")
-    parser.add_argument("--as-client", help=argparse.SUPPRESS)
-    parser.add_argument("--as-service", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--backend", default="asyncio", help=argparse.SUPPRESS)
-    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-
-    if args.as_service:
-        serve_echo()
-        return
-    if args.as_client:
-        run_client(args.as_client, args.endpoint, args.tasks, args.concurrency, args.backend)
-        return
-
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    proc = start_cluster(port, args.slots)
-    cluster = psutil.Process(proc.pid)
-    backends = args.backends.split(",")
-    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
-    try:
-        for _ in range(args.rounds):
-            for backend in backends:
-                for kind in KINDS:
-                    result = one_run(kind, backend, endpoint, args.tasks, args.concurrency, cluster)
-                    runs.setdefault((backend, kind), []).append(result)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
+def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
     def median(backend: str, kind: str, figure: str) -> float:
-        return statistics.median(run[figure] / run["tasks"] for run in runs[(backend, kind)])
+        runs = results[backend]["runs"][kind]
+        return statistics.median(run[figure] / args.tasks for run in runs)
 
     print(
         f"\n{args.tasks} tasks per run, {args.concurrency} in flight, median of {args.rounds} "
@@ -220,20 +208,19 @@ def main() -> None:
     )
     header = (
         f"{'backend':<9}{'kind':<6}{'tasks/s':>9}{'client CPU µs/task':>20}"
-        f"{'cluster CPU µs/task':>21}{'first result s':>16}"
+        f"{'cluster CPU µs/task':>21}"
     )
     print(header)
     print("-" * len(header))
-    for backend in backends:
+    for backend in results:
         for kind in KINDS:
             rate = 1 / median(backend, kind, "seconds")
             client = median(backend, kind, "cpu") * 1e6
             served = median(backend, kind, "cluster_cpu") * 1e6
-            opened = statistics.median(run["opened"] for run in runs[(backend, kind)])
-            print(f"{backend:<9}{kind:<6}{rate:>9.0f}{client:>20.0f}{served:>21.0f}{opened:>16.2f}")
+            print(f"{backend:<9}{kind:<6}{rate:>9.0f}{client:>20.0f}{served:>21.0f}")
     for over in ("raw", "flow"):
         print(f"\nper call, map over {over}:")
-        for backend in backends:
+        for backend in results:
             wall, client, served = (
                 (median(backend, "map", figure) - median(backend, over, figure)) * 1e6
                 for figure in ("seconds", "cpu", "cluster_cpu")
@@ -242,7 +229,48 @@ def main() -> None:
                 f"  {backend}: {wall:+.0f} µs wall, {client:+.0f} µs client CPU, "
                 f"{served:+.0f} µs cluster and service CPU"
             )
-    print("(CPU: every thread of the process, during the calls only; cluster: the whole run)")
+    print("\nfirst result, median s (raw: open, one task; function: function_session, one call):")
+    for backend, result in results.items():
+        raw, function = (statistics.median(result["opened"][kind]) for kind in ("raw", "map"))
+        print(f"  {backend}: raw {raw:.2f}, function {function:.2f}, {function - raw:+.3f}")
+    print("(CPU: every thread of each process, during the calls only)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--slots", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--backends", default="asyncio,trio")
+    parser.add_argument("--as-client", help=argparse.SUPPRESS)
+    parser.add_argument("--as-service", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--cluster-pid", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.as_service:
+        serve_echo()
+        return
+    if args.as_client:
+        run_client(args)
+        return
+
+    port = free_port()
+    proc = start_cluster(port, args.slots)
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        results = {
+            backend: one_client(backend, args, endpoint, proc.pid)
+            for backend in args.backends.split(",")
+        }
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    report(results, args)
 
 
 if __name__ == "__main__":
