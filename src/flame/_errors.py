@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._types import Task
 
 __all__ = ["FlameError", "FlameErrorCode", "NamedIntEnum"]
 
@@ -51,16 +55,21 @@ class FlameError(Exception):
     """The one exception type of the Flame SDK.
 
     ``code`` says what kind of failure it was; ``message`` says what was wrong
-    and, where it can, what to do about it.
+    and, where it can, what to do about it. ``task`` is the task the failure
+    is about when there is one: the ``FAILED`` task that ``run_task(...,
+    check=True)``, ``run_tasks`` or ``as_completed`` raise for, with its id,
+    output and completion time; None when the failure was a call's.
     """
 
     code: FlameErrorCode
     message: str
+    task: Task | None
 
-    def __init__(self, code: FlameErrorCode, message: str) -> None:
+    def __init__(self, code: FlameErrorCode, message: str, *, task: Task | None = None) -> None:
         super().__init__(code, message)
         self.code = FlameErrorCode(code)
         self.message = message
+        self.task = task
 
     def __str__(self) -> str:
         return f"{self.code.name}: {self.message}"
@@ -68,5 +77,12 @@ class FlameError(Exception):
     def __repr__(self) -> str:
         return f"FlameError({self.code.name}, {self.message!r})"
 
-    def __reduce__(self) -> tuple[type[FlameError], tuple[FlameErrorCode, str]]:
-        return (type(self), (self.code, self.message))
+    def __reduce__(self) -> Any:
+        if self.task is None:
+            return (type(self), (self.code, self.message))
+        return (_with_task, (type(self), self.code, self.message, self.task))
+
+
+def _with_task(cls: type[FlameError], code: FlameErrorCode, message: str, task: Task) -> FlameError:
+    """Unpickle a FlameError that carries its task (keywords cannot go through ``__reduce__``)."""
+    return cls(code, message, task=task)

@@ -55,13 +55,18 @@ RunOne = Callable[[bytes, "Callable[[Task], Awaitable[None]] | None"], Awaitable
 
 
 def task_failed(task: Task) -> FlameError:
-    """What a task that ended ``FAILED`` is raised as: INTERNAL, with the task's output."""
+    """What a task that ended ``FAILED`` is raised as: INTERNAL, with the task's output.
+
+    The error carries the task (``error.task``): its id, whole output and
+    completion time are not lost to the message's shortened text.
+    """
     text = (task.output or b"").decode("utf-8", "replace").strip()
     if len(text) > 2000:
         text = text[:2000] + " [...]"
     return FlameError(
         FlameErrorCode.INTERNAL,
         f"task {task.id} of session {task.session_id} failed: {text or '(no output)'}",
+        task=task,
     )
 
 
@@ -282,7 +287,7 @@ class FanOut:
             except FlameError as error:
                 await self._failed(index, error, None)
                 continue
-            if task.state is TaskState.FAILED:
+            if task.state is not TaskState.SUCCEED:
                 await self._failed(index, task_failed(task), task)
             else:
                 await deliver(index, task)

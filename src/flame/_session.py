@@ -243,25 +243,43 @@ class SessionClient:
         """
         return TaskWatcher(self, _check_id(task_id, "task_id"))
 
-    async def run_task(self, input_data: TaskInput, informer: TaskInformer | None = None) -> Task:
+    async def run_task(
+        self,
+        input_data: TaskInput,
+        informer: TaskInformer | None = None,
+        *,
+        check: bool = False,
+    ) -> Task:
         """Create a task with ``input_data``, wait for it to finish, and return it.
 
-        The returned :class:`Task` is ``SUCCEED`` and carries its ``output``.
-        If the task fails, FlameError ``INTERNAL`` is raised with the task's
-        id and its output's text (the error the application reported).
+        The returned :class:`Task` is in its final state, whatever that is:
+        ``SUCCEED`` with its ``output``, or ``FAILED`` with the output the
+        application gave (usually its error's text). Look at ``task.state``;
+        or, as with ``subprocess.run``, pass ``check=True`` to have a task
+        that did not succeed raised instead, as FlameError ``INTERNAL`` whose
+        ``task`` attribute is the failed task::
+
+            task = await session.run_task(b"exit 3")
+            if task.state is TaskState.FAILED:
+                print("failed:", task.output)
+
+        Failures of the calls themselves (the cluster unreachable, the
+        session closed, a bad input, a cancellation) always raise.
 
         With an ``informer``, its ``on_update`` sees each new state of the
         task, the created ``PENDING`` one first and the final one last, and
-        its ``on_error`` sees any FlameError just before it is raised. The
-        watch runs in a task of its own and hands updates over a small bounded
-        buffer, so a slow informer holds it back only once that buffer is
-        full. An exception raised by the informer itself stops the watch and
-        propagates as it is.
+        its ``on_error`` sees the FlameError of a task that failed (the same
+        one ``check=True`` raises, told before the task is returned or the
+        error raised) or of a call that failed, before it is raised. The
+        watch runs in a task of its own and hands updates over a small
+        bounded buffer, so a slow informer holds it back only once that
+        buffer is full. An exception raised by the informer itself stops the
+        watch and propagates as it is.
         """
         data = _check_bytes(input_data, "input_data")
         if informer is None:
             task = await self._run(data)
-            if task.state is TaskState.FAILED:
+            if check and task.state is not TaskState.SUCCEED:
                 raise task_failed(task)
             return task
         raised: list[BaseException] = []
@@ -276,14 +294,20 @@ class SessionClient:
 
             async def produce() -> None:
                 try:
-                    task = await self._run(data, notes.update)
-                    if task.state is TaskState.FAILED:
-                        raise task_failed(task)
-                    outcome.append(task)
-                except FlameError as error:
-                    # Told after every update, then raised after the group.
-                    outcome.append(error)
-                    await notes.error(error)
+                    try:
+                        task = await self._run(data, notes.update)
+                    except FlameError as error:
+                        outcome.append(error)
+                        await notes.error(error)
+                        return
+                    if task.state is TaskState.SUCCEED:
+                        outcome.append(task)
+                        return
+                    failure = task_failed(task)
+                    outcome.append(failure if check else task)
+                    # Told after every update, before the task is returned
+                    # or the error raised.
+                    await notes.error(failure)
                 finally:
                     notes.finish()
 

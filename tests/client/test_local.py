@@ -117,14 +117,26 @@ async def test_watch_with_async_with(conn: flame.Connection) -> None:
     assert TaskState.RUNNING in states or TaskState.PENDING in states or len(states) == 1
 
 
-async def test_a_failing_command_fails_run_task(conn: flame.Connection) -> None:
+async def test_a_failing_command_comes_back_as_a_failed_task(conn: flame.Connection) -> None:
+    session = await _shell(conn)
+    task = await session.run_task(b"echo broken >&2; exit 3")
+    assert task.state is TaskState.FAILED and task.is_completed()
+    assert task.id == "1" and task.completion_time is not None
+    assert b"broken" in (task.output or b"")
+    assert await session.get_task("1") == task
+
+
+async def test_check_raises_a_failed_task_with_the_task(conn: flame.Connection) -> None:
     session = await _shell(conn)
     with pytest.raises(FlameError) as caught:
-        await session.run_task(b"echo broken >&2; exit 3")
+        await session.run_task(b"echo broken >&2; exit 3", check=True)
     assert caught.value.code == FlameErrorCode.INTERNAL
     assert "task 1 of session" in caught.value.message
-    failed = await session.get_task("1")
-    assert failed.state is TaskState.FAILED and failed.is_completed()
+    failed = caught.value.task
+    assert failed is not None and failed.state is TaskState.FAILED
+    assert failed == await session.get_task("1")
+    # A task that succeeds is returned with check=True too.
+    assert (await session.run_task(b"echo ok", check=True)).output == b"ok\n"
 
 
 async def test_run_task_with_an_informer(conn: flame.Connection) -> None:
@@ -148,9 +160,13 @@ async def test_run_task_with_an_informer(conn: flame.Connection) -> None:
     assert len(informer.states) == len(set(informer.states))
     assert informer.errors == []
     failing = Informer()
+    failed = await session.run_task(b"exit 1", failing)
+    assert failed.state is TaskState.FAILED and failing.states[-1] is TaskState.FAILED
+    assert [error.task for error in failing.errors] == [failed]
+    checked = Informer()
     with pytest.raises(FlameError) as caught:
-        await session.run_task(b"exit 1", failing)
-    assert failing.errors == [caught.value] and failing.states[-1] is TaskState.FAILED
+        await session.run_task(b"exit 1", checked, check=True)
+    assert checked.errors == [caught.value] and checked.states[-1] is TaskState.FAILED
     # A plain TaskInformer is a valid do-nothing informer.
     assert (await session.run_task(b"echo x", flame.TaskInformer())).output == b"x\n"
 

@@ -174,6 +174,9 @@ async def test_fail_fast_raises_the_first_failure_and_cancels_the_rest(
     assert type(error) is flame.FlameError  # not a group, not TaskFailures
     assert error.code is flame.FlameErrorCode.INTERNAL
     assert "boom" in error.message
+    # The failure carries its task, whole.
+    assert error.task is not None and error.task.state is flame.TaskState.FAILED
+    assert error.task.output == b"boom" and error.task.completion_time is not None
     # The held tasks' watches were cancelled, and no further input was taken.
     await v04.wait_for_watches(0)
     assert inputs.taken == 3
@@ -194,6 +197,7 @@ async def test_fail_fast_in_as_completed(v04: V04Server, v04_conn: flame.Connect
                     await v04.release()
     assert type(caught.value) is flame.FlameError
     assert "bad" in caught.value.message
+    assert caught.value.task is not None and caught.value.task.output == b"bad"
     assert seen == [b"a", b"hold"]
 
 
@@ -212,6 +216,7 @@ async def test_collect_mode_runs_everything_and_reports_together(
     assert sorted(failure.index for failure in error.failures) == [1, 3]
     by_index = {failure.index: failure for failure in error.failures}
     assert by_index[1].task is not None and by_index[1].task.output == b"one"
+    assert all(failure.error.task is failure.task for failure in error.failures)
     assert "two" in by_index[3].error.message
     assert error.tasks is not None
     assert [task.state if task else None for task in error.tasks] == [
@@ -257,7 +262,7 @@ async def test_collect_mode_keeps_errors_without_a_task(conn: flame.Connection) 
         await session.run_tasks(inputs(), concurrency=1, fail_fast=False)
     failures = {failure.index: failure for failure in caught.value.failures}
     assert failures[1].error.code is flame.FlameErrorCode.INVALID_ARGUMENT
-    assert failures[1].task is None
+    assert failures[1].task is None and failures[1].error.task is None
     assert failures[2].task is not None and failures[2].task.state is flame.TaskState.FAILED
     assert caught.value.code is flame.FlameErrorCode.INTERNAL  # codes differ
     assert caught.value.tasks is not None and caught.value.tasks[1] is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import pickle
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -216,3 +217,19 @@ def test_importing_flame_starts_nothing() -> None:
         "import logging; assert not logging.getLogger('flame').handlers\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_flame_error_carries_its_task_through_pickle() -> None:
+    task = flame.Task(
+        id="7",
+        session_id="3",
+        state=flame.TaskState.FAILED,
+        creation_time=datetime.fromtimestamp(10, timezone.utc),
+        output=b"boom",
+    )
+    error = flame.FlameError(flame.FlameErrorCode.INTERNAL, "task 7 failed", task=task)
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is flame.FlameError and again.task == task
+    assert again.code is flame.FlameErrorCode.INTERNAL and again.message == "task 7 failed"
+    plain = pickle.loads(pickle.dumps(flame.FlameError(flame.FlameErrorCode.INTERNAL, "x")))
+    assert plain.task is None and plain.message == "x"

@@ -161,13 +161,21 @@ async def test_run_task_returns_the_finished_task(v04_conn: flame.Connection) ->
     assert task.completion_time is not None and task.session_id == session.id
 
 
-async def test_a_failed_task_raises_with_its_output(v04_conn: flame.Connection) -> None:
+async def test_a_failed_task_is_returned_with_its_output(v04_conn: flame.Connection) -> None:
+    session = await _session(v04_conn)
+    task = await session.run_task(b"fail:disk full")
+    assert task.state is TaskState.FAILED and task.output == b"disk full"
+    assert task.id == "1" and task.completion_time is not None
+    assert (await session.get_task("1")).state is TaskState.FAILED
+
+
+async def test_check_raises_a_failed_task_with_its_output(v04_conn: flame.Connection) -> None:
     session = await _session(v04_conn)
     with pytest.raises(FlameError) as caught:
-        await session.run_task(b"fail:disk full")
+        await session.run_task(b"fail:disk full", check=True)
     assert caught.value.code == FlameErrorCode.INTERNAL
     assert "disk full" in caught.value.message and "task 1 of session 1" in caught.value.message
-    assert (await session.get_task("1")).state is TaskState.FAILED
+    assert caught.value.task is not None and caught.value.task.output == b"disk full"
 
 
 class _Recorder(flame.TaskInformer):
@@ -210,10 +218,14 @@ async def test_informer_hears_each_state_once_in_order(
 async def test_informer_hears_the_failure(v04_conn: flame.Connection) -> None:
     session = await _session(v04_conn)
     informer = _Recorder()
-    with pytest.raises(FlameError) as caught:
-        await session.run_task(b"fail:bad input", informer)
-    assert informer.errors == [caught.value]
+    task = await session.run_task(b"fail:bad input", informer)
+    assert task.state is TaskState.FAILED
+    assert [error.task for error in informer.errors] == [task]
     assert informer.states[-1] is TaskState.FAILED
+    checked = _Recorder()
+    with pytest.raises(FlameError) as caught:
+        await session.run_task(b"fail:bad input", checked, check=True)
+    assert checked.errors == [caught.value] and caught.value.task is not None
 
 
 async def test_informer_hears_a_refusal(v04_conn: flame.Connection) -> None:

@@ -168,7 +168,7 @@ async def _probe(session: Session, application: str) -> str:
     """Run the probe task: the function's name, or FlameError saying why it cannot run."""
     where = f"the function service of application {application!r} (session {session.id})"
     try:
-        task = await session.run_task(_envelope.PROBE)
+        task = await session.run_task(_envelope.PROBE, check=True)
     except FlameError as error:
         raise FlameError(error.code, f"{where} could not start: {error.message}") from None
     try:
@@ -377,7 +377,7 @@ class FunctionSession(Generic[P, R]):
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function once, as one task, and return its value (or raise what it raised)."""
         data = self._encode(0, args, kwargs, f"the arguments of {self._function}")
-        task = await self._session.run_task(data)
+        task = await self._session.run_task(data, check=True)
         value: R = _outcome(task, False)[1]
         return value
 
