@@ -17,13 +17,29 @@ import os
 import sys
 import time
 
-import anyio
-
-from flame.service import FlameService, SessionContext, TaskContext, TaskOutput, run
-
 
 def say(text: str) -> None:
     print(text, flush=True)
+
+
+# The modes that never register speak before the SDK is imported: on a busy
+# machine that import alone can outlast a short registration timeout.
+if __name__ == "__main__" and sys.argv[1:2] == ["silent"]:
+    say("not registering")
+    time.sleep(3600)
+if __name__ == "__main__" and sys.argv[1:2] == ["exit"]:
+    say("giving up before registering")
+    sys.exit(4)
+
+import anyio  # noqa: E402
+
+from flame.service import (  # noqa: E402
+    FlameService,
+    SessionContext,
+    TaskContext,
+    TaskOutput,
+    run,
+)
 
 
 def answer(ctx: TaskContext) -> bytes | None:
@@ -73,12 +89,6 @@ class Async(FlameService):
 def main() -> None:
     mode = sys.argv[1]
     backend = sys.argv[2] if len(sys.argv) > 2 else "asyncio"
-    if mode == "silent":
-        say("not registering")
-        time.sleep(3600)
-    if mode == "exit":
-        say("giving up before registering")
-        sys.exit(4)
     service = Plain() if mode == "echo" else Async()
     run(service, backend="trio" if backend == "trio" else "asyncio")
     say("stopped")

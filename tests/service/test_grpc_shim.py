@@ -233,13 +233,13 @@ async def test_a_service_that_never_registers_fails_its_tasks(
     connection: flame.Connection,
 ) -> None:
     await connection.register_application(
-        "silent", service_app("silent", FLAME_SERVICE_REGISTER_TIMEOUT="1")
+        "silent", service_app("silent", FLAME_SERVICE_REGISTER_TIMEOUT="2")
     )
     async with await connection.create_session({"application": "silent"}) as session:
         failed = await finish(session, b"anything")
     assert failed.state is TaskState.FAILED
     text = (failed.output or b"").decode()
-    assert "did not register within 1 s" in text
+    assert "did not register within 2 s" in text
     assert "not registering" in text
 
 
