@@ -197,16 +197,30 @@ def _check_environments(value: object) -> list[str] | None:
     return items
 
 
-def _check_shim(value: object) -> Shim:
+class _NoShim:
+    """The default of ``ApplicationAttributes.shim``: none was given, which is refused."""
+
+    def __repr__(self) -> str:
+        return "<no shim>"
+
+
+_NO_SHIM: Any = _NoShim()
+
+
+def _check_shim(value: Shim | int | str) -> Shim:
     if isinstance(value, Shim):
         return value
+    names = ", ".join(f"Shim.{shim.name}" for shim in Shim)
+    if value is _NO_SHIM:
+        # No default: an application registered without saying how to run it
+        # would silently be a Log one, whose tasks succeed doing nothing.
+        raise _invalid(f"the application has no shim; give one of {names}")
     if isinstance(value, str):
         member = Shim.__members__.get(value.strip().upper())
         if member is not None:
             return member
     elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(_SHIMS):
         return _SHIMS[value]
-    names = ", ".join(f"Shim.{shim.name}" for shim in Shim)
     raise _invalid(f"shim must be one of {names}, not {value!r}")
 
 
@@ -273,16 +287,24 @@ class SessionAttributes:
 class ApplicationAttributes:
     """How the cluster runs an application: its shim, and what that shim needs.
 
-    ``name`` may be left empty: :meth:`Connection.register_application` takes
-    the name as its own argument (if both are given they must agree).
-    ``command`` and ``arguments`` say what to start (Stdio and Grpc shims);
-    ``environments`` are ``NAME=VALUE`` strings (a dict is accepted and
-    turned into them); ``working_directory`` is where the command runs.
-    ``shim`` accepts a :class:`Shim`, its value, or its name.
+    ``shim`` is required, as in the API reference: a :class:`Shim`, its
+    value, or its name (``"shell"``); leaving it out raises FlameError
+    ``INVALID_ARGUMENT``. ``name`` may be left empty:
+    :meth:`Connection.register_application` takes the name as its own
+    argument (if both are given they must agree). ``command`` and
+    ``arguments`` say what to start (Stdio and Grpc shims); ``environments``
+    are ``NAME=VALUE`` strings (a dict is accepted and turned into them);
+    ``working_directory`` is where the command runs::
+
+        ApplicationAttributes(shim=Shim.SHELL)
+        ApplicationAttributes("my-app", Shim.STDIO, command="python3")
+        ApplicationAttributes(**{"shim": Shim.SHELL, "command": "python"})
     """
 
     name: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
-    shim: Shim = attrs.field(default=Shim.LOG, converter=_check_shim)
+    # The default only lets ``name`` come first, as in the reference, and
+    # still leave ``name`` out: a missing shim is refused by the converter.
+    shim: Shim = attrs.field(default=_NO_SHIM, converter=_check_shim)
     url: str | None = attrs.field(default=None, converter=_url)
     command: str | None = attrs.field(default=None, converter=_command)
     arguments: list[str] | None = attrs.field(default=None, converter=_arguments, hash=False)

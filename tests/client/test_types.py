@@ -145,19 +145,37 @@ def test_application_attributes_accept_names_values_and_mappings() -> None:
     assert attributes.arguments == ["a", "b"]
     assert attributes.environments == ["A=1"]
     assert flame.ApplicationAttributes(shim=4).shim is flame.Shim.GRPC
-    assert flame.ApplicationAttributes().shim is flame.Shim.LOG
+    assert flame.ApplicationAttributes("app", flame.Shim.STDIO).shim is flame.Shim.STDIO
+    assert flame.ApplicationAttributes(**{"shim": flame.Shim.SHELL, "command": "python"}) == (
+        flame.ApplicationAttributes(shim=flame.Shim.SHELL, command="python")
+    )
     for kwargs, words in [
         ({"shim": "nope"}, "shim"),
         ({"shim": 9}, "shim"),
-        ({"arguments": "python script.py"}, "list of strings"),
-        ({"arguments": ["ok", 3]}, "only strings"),
-        ({"environments": ["NOVALUE"]}, "NAME=VALUE"),
-        ({"command": 5}, "command"),
+        ({"shim": None}, "shim"),
+        ({"shim": "log", "arguments": "python script.py"}, "list of strings"),
+        ({"shim": "log", "arguments": ["ok", 3]}, "only strings"),
+        ({"shim": "log", "environments": ["NOVALUE"]}, "NAME=VALUE"),
+        ({"shim": "log", "command": 5}, "command"),
     ]:
         with pytest.raises(flame.FlameError) as caught:
             flame.ApplicationAttributes(**kwargs)  # type: ignore[arg-type]
         assert caught.value.code == flame.FlameErrorCode.INVALID_ARGUMENT
         assert words in caught.value.message
+
+
+def test_application_attributes_need_a_shim() -> None:
+    # Without one, the application would silently be a Log one, whose tasks
+    # succeed with no output.
+    shims = "Shim.LOG, Shim.STDIO, Shim.WASM, Shim.SHELL, Shim.GRPC"
+    for make in (
+        lambda: flame.ApplicationAttributes(),
+        lambda: flame.ApplicationAttributes("app", command="python"),
+    ):
+        with pytest.raises(flame.FlameError) as caught:
+            make()
+        assert caught.value.code == flame.FlameErrorCode.INVALID_ARGUMENT
+        assert caught.value.message == f"the application has no shim; give one of {shims}"
 
 
 def test_is_completed() -> None:

@@ -107,7 +107,10 @@ async def test_local_checks_refuse_before_any_call(
     attempts = [
         lambda: v04_conn.register_application("", {"shim": Shim.LOG}),
         lambda: v04_conn.register_application("x", {"shim": Shim.LOG, "comand": "typo"}),
-        lambda: v04_conn.register_application("x", flame.ApplicationAttributes(name="y")),
+        lambda: v04_conn.register_application(
+            "x", flame.ApplicationAttributes(name="y", shim=Shim.LOG)
+        ),
+        lambda: v04_conn.register_application("x", {"command": "sh"}),  # no shim
         lambda: v04_conn.create_session({"application": "app", "slots": 0}),
         lambda: v04_conn.create_session({"application": ""}),
         lambda: session.create_task("text"),  # type: ignore[arg-type]
