@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from ._calls import FrontendCalls
 from ._config import default_endpoint
-from ._errors import FlameError, FlameErrorCode
+from ._errors import FlameError, code_for_result
 from ._proto.v04 import flame as pb
 from ._session import Session, SessionClient, session_from_pb
 from ._transport import Channel, RetryPolicy
@@ -131,17 +131,8 @@ class Connection:
         if result.return_code == 0:
             return
         said = (result.message or "").strip()
-        # A v0.4 cluster answers these calls with a Result, not a gRPC status;
-        # its text is all there is to tell a bad argument from a name in use.
-        lowered = said.lower()
-        argument_words = ("invalid", "missing", "required", "empty", "bad ", "must")
-        code = (
-            FlameErrorCode.INVALID_ARGUMENT
-            if any(word in lowered for word in argument_words)
-            else FlameErrorCode.INVALID_STATE
-        )
         raise FlameError(
-            code,
+            code_for_result(said),
             f"{call} of application {name!r} on {self.endpoint} was refused "
             f"(code {result.return_code}): {said or 'no reason given'}",
         )
@@ -163,8 +154,9 @@ class Connection:
             })
 
         Raises FlameError ``INVALID_ARGUMENT`` (checked before any call) for
-        an empty name or a bad attribute, and ``INVALID_STATE`` when the
-        cluster refuses, e.g. because the name is taken.
+        an empty name, a missing shim or a bad attribute, ``ALREADY_EXISTS``
+        when the name is taken, and ``INVALID_STATE`` when the cluster
+        refuses for another reason.
         """
         name = _check_name(name, "the application name")
         attributes = ApplicationAttributes._coerce(app_attrs)

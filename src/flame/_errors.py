@@ -1,4 +1,9 @@
-"""FlameError and its codes: how every failure reaches the user."""
+"""FlameError and its codes: how every failure reaches the user.
+
+A refusal comes as a gRPC status (most calls; the transport's
+``code_for_status`` reads it) or as a ``Result`` whose ``return_code`` is
+not 0 (the application calls; :func:`code_for_result` reads it).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._types import Task
 
-__all__ = ["FlameError", "FlameErrorCode", "NamedIntEnum"]
+__all__ = ["FlameError", "FlameErrorCode", "NamedIntEnum", "code_for_result"]
 
 
 class NamedIntEnum(enum.IntEnum):
@@ -24,13 +29,28 @@ class NamedIntEnum(enum.IntEnum):
 
 
 class FlameErrorCode(NamedIntEnum):
-    """Why a Flame call failed.
+    """Why a Flame call failed: the ``code`` of every :class:`FlameError`.
 
-    The first four are the codes every Flame SDK shares. The ones after them
-    tell apart cases a caller reacts to differently: retry later
-    (``UNAVAILABLE``, ``TIMEOUT``), give up on an id (``NOT_FOUND``), or use
-    another call because the cluster does not offer this one
-    (``UNIMPLEMENTED``).
+    This is the one table of the codes; the README and the docs point here.
+    The numbers are those of the official Flame clients, so that a code
+    logged, pickled or compared as an integer means the same everywhere:
+
+    ====  ==================  ====================================================
+    code  name                what to do
+    ====  ==================  ====================================================
+    0     INVALID_CONFIG      fix the address, TLS settings or configuration file
+    1     INVALID_STATE       the object's state forbids the call: change it first
+    2     INVALID_ARGUMENT    fix the argument the message names
+    3     INTERNAL            the cluster or the SDK failed; the message says where
+    4     ALREADY_EXISTS      the name is taken: use the existing object, or another name
+    5     NOT_FOUND           give up on that id or name, or create it first
+    6     UNAVAILABLE         retry later: the cluster could not be reached, or went away
+    7     TIMEOUT             retry, or allow more time (``request_timeout``)
+    8     UNIMPLEMENTED       use another call: the cluster does not offer this one
+    ====  ==================  ====================================================
+
+    Codes 0 to 3 are those of the API reference; 4 and 5 are those the
+    current official client added; 6 to 8 are this SDK's own, after them.
     """
 
     INVALID_CONFIG = 0
@@ -41,13 +61,15 @@ class FlameErrorCode(NamedIntEnum):
     """An argument was refused, locally or by the cluster."""
     INTERNAL = 3
     """The cluster or the SDK failed; the message says where."""
-    NOT_FOUND = 4
+    ALREADY_EXISTS = 4
+    """The name is taken (an application registered twice, say)."""
+    NOT_FOUND = 5
     """The session, task or application does not exist."""
-    UNAVAILABLE = 5
+    UNAVAILABLE = 6
     """The cluster could not be reached, or the connection was lost."""
-    TIMEOUT = 6
+    TIMEOUT = 7
     """The call did not finish within its timeout."""
-    UNIMPLEMENTED = 7
+    UNIMPLEMENTED = 8
     """The cluster does not implement this call (a v0.4 cluster lacks several)."""
 
 
@@ -86,3 +108,29 @@ class FlameError(Exception):
 def _with_task(cls: type[FlameError], code: FlameErrorCode, message: str, task: Task) -> FlameError:
     """Unpickle a FlameError that carries its task (keywords cannot go through ``__reduce__``)."""
     return cls(code, message, task=task)
+
+
+# A Result carries no status: its text is all there is to tell a name in use
+# from a bad argument from a missing object. The first group whose words
+# appear wins; anything else is a state the cluster does not allow.
+_RESULT_WORDS: tuple[tuple[FlameErrorCode, tuple[str, ...]], ...] = (
+    (FlameErrorCode.ALREADY_EXISTS, ("already", "unique constraint", "exists")),
+    (FlameErrorCode.NOT_FOUND, ("not found", "does not exist", "not registered")),
+    (
+        FlameErrorCode.INVALID_ARGUMENT,
+        ("invalid", "missing", "required", "empty", "bad ", "must", "unknown", "no spec"),
+    ),
+)
+
+
+def code_for_result(message: str | None) -> FlameErrorCode:
+    """The FlameErrorCode for a refused ``Result`` (``return_code`` not 0), read from its text.
+
+    A v0.4 cluster answers RegisterApplication and UnregisterApplication
+    with a ``Result``, not a gRPC status.
+    """
+    lowered = (message or "").lower()
+    for code, words in _RESULT_WORDS:
+        if any(word in lowered for word in words):
+            return code
+    return FlameErrorCode.INVALID_STATE

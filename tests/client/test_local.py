@@ -48,8 +48,13 @@ async def test_applications(conn: flame.Connection) -> None:
     assert apps["logger"].creation_time.tzinfo is timezone.utc
     with pytest.raises(FlameError) as caught:
         await conn.register_application("logger", {"shim": Shim.LOG})
-    assert caught.value.code in (FlameErrorCode.INVALID_STATE, FlameErrorCode.INVALID_ARGUMENT)
-    assert "logger" in caught.value.message
+    assert caught.value.code is FlameErrorCode.ALREADY_EXISTS
+    assert "'logger' is already registered; unregister it first" in caught.value.message
+    with pytest.raises(FlameError) as caught:
+        await conn.register_application("no-shim", {"command": "python"})
+    assert caught.value.code is FlameErrorCode.INVALID_ARGUMENT
+    assert "the application has no shim; give one of Shim.LOG" in caught.value.message
+    assert "no-shim" not in {app.name for app in await conn.list_applications()}
     await conn.unregister_application("logger")
     assert [app.name for app in await conn.list_applications()] == ["my-app"]
 

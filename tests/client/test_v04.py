@@ -37,7 +37,7 @@ async def test_a_refused_registration_is_an_error_with_the_servers_reason(
     await v04_conn.register_application("app", {"shim": Shim.LOG})
     with pytest.raises(FlameError) as caught:
         await v04_conn.register_application("app", {"shim": Shim.LOG})
-    assert caught.value.code == FlameErrorCode.INVALID_STATE
+    assert caught.value.code == FlameErrorCode.ALREADY_EXISTS
     assert "already exists" in caught.value.message and "'app'" in caught.value.message
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import anyio
 import pytest
@@ -432,3 +433,22 @@ async def test_endpoint_outside_the_cluster_is_an_error() -> None:
     with pytest.raises(Exception) as info:
         _ = cluster.endpoint
     assert getattr(info.value, "code", None) is FlameErrorCode.INVALID_STATE
+
+
+def test_a_refusal_reaches_the_client_with_its_code() -> None:
+    # The status the frontend answers with is read back by the client's table
+    # as the code the session manager refused with.
+    from flame._errors import FlameError
+    from flame._transport._status import Status, code_for_status
+    from flame.local._frontend import _status
+
+    for code in (
+        FlameErrorCode.NOT_FOUND,
+        FlameErrorCode.ALREADY_EXISTS,
+        FlameErrorCode.INVALID_ARGUMENT,
+        FlameErrorCode.INVALID_STATE,
+        FlameErrorCode.UNAVAILABLE,
+        FlameErrorCode.INTERNAL,
+    ):
+        refusal: Any = _status(FlameError(code, "why"))
+        assert code_for_status(Status(refusal.status.value), refusal.message) is code

@@ -102,7 +102,7 @@ _STATUS_CODES: dict[Status, FlameErrorCode] = {
     Status.INVALID_ARGUMENT: FlameErrorCode.INVALID_ARGUMENT,
     Status.DEADLINE_EXCEEDED: FlameErrorCode.TIMEOUT,
     Status.NOT_FOUND: FlameErrorCode.NOT_FOUND,
-    Status.ALREADY_EXISTS: FlameErrorCode.INVALID_STATE,
+    Status.ALREADY_EXISTS: FlameErrorCode.ALREADY_EXISTS,
     Status.PERMISSION_DENIED: FlameErrorCode.INVALID_CONFIG,
     Status.RESOURCE_EXHAUSTED: FlameErrorCode.INVALID_ARGUMENT,
     Status.FAILED_PRECONDITION: FlameErrorCode.INVALID_STATE,

@@ -7,6 +7,7 @@ and turns a refusal into a gRPC status a client can act on:
 refusal (FlameError code)     gRPC status
 ============================  =====================
 NOT_FOUND                     NOT_FOUND
+ALREADY_EXISTS                ALREADY_EXISTS
 INVALID_ARGUMENT              INVALID_ARGUMENT
 INVALID_STATE                 FAILED_PRECONDITION
 UNAVAILABLE                   UNAVAILABLE (the cluster is stopping)
@@ -65,6 +66,7 @@ _FAST_DECODERS: dict[str, Callable[[bytes], Any]] = {
 
 _STATUS = {
     FlameErrorCode.NOT_FOUND: "NOT_FOUND",
+    FlameErrorCode.ALREADY_EXISTS: "ALREADY_EXISTS",
     FlameErrorCode.INVALID_ARGUMENT: "INVALID_ARGUMENT",
     FlameErrorCode.INVALID_STATE: "FAILED_PRECONDITION",
     FlameErrorCode.UNAVAILABLE: "UNAVAILABLE",
