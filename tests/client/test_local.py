@@ -74,6 +74,13 @@ async def test_sessions(conn: flame.Connection) -> None:
     assert closed.state is flame.SessionState.CLOSED and closed.completion_time is not None
     assert (await conn.get_session(second.id)).state is flame.SessionState.CLOSED
     with pytest.raises(FlameError) as caught:
+        await second.create_task(b"late")
+    # The advice names only calls this SDK has.
+    assert caught.value.code == FlameErrorCode.INVALID_STATE
+    assert f"session {second.id} is closed; create a new session for more tasks" in (
+        caught.value.message
+    )
+    with pytest.raises(FlameError) as caught:
         await conn.get_session("999")
     assert caught.value.code == FlameErrorCode.NOT_FOUND
 

@@ -174,6 +174,7 @@ async def test_a_closed_channel_refuses_calls(server: Server[object]) -> None:
         await channel.unary(stub.get_task, pb.GetTaskRequest(task_id="1"))
     assert caught.value.code is FlameErrorCode.INVALID_STATE
     assert "GetTask" in caught.value.message and server.address in caught.value.message
+    assert caught.value.message.endswith("the connection is closed; connect again")
     with pytest.raises(FlameError) as caught:
         async with channel.stream(stub.watch_task, pb.WatchTaskRequest(task_id="1")):
             pass

@@ -202,7 +202,7 @@ class Channel:
         if self._closed:
             raise FlameError(
                 FlameErrorCode.INVALID_STATE,
-                f"{call} on {self.endpoint}: the connection is closed; open a new one",
+                f"{call} on {self.endpoint}: the connection is closed; connect again",
             )
 
     async def call(

@@ -158,7 +158,7 @@ class _ThreadLoop(GrpcLoop):
     def _closed_error(self) -> FlameError:
         return FlameError(
             FlameErrorCode.INVALID_STATE,
-            "the connection is closed; open a new one to make more calls",
+            "the connection is closed; connect again to make more calls",
         )
 
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:

@@ -491,7 +491,7 @@ class SessionManager:
             raise _invalid("the task spec names no session; set session_id")
         rt = self.runtime(spec.session_id)
         if not rt.is_open:
-            raise _state(f"session {rt.id} is closed; open it again or create a new session")
+            raise _state(f"session {rt.id} is closed; create a new session for more tasks")
         data = spec.input
         if data is not None and len(data) > self.max_message_bytes:
             raise _invalid(

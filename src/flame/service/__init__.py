@@ -14,7 +14,7 @@ Subclass :class:`FlameService`, and hand an instance to :func:`run`::
         run(Echo())
 
 Register the program as an application with the Grpc shim (``command`` the
-Python interpreter, ``arguments`` the script), open a session on it, and
+Python interpreter, ``arguments`` the script), create a session of it, and
 its tasks run here. Handlers may be plain methods, which run in a worker
 thread, or ``async def`` ones, which run on the event loop: asyncio by
 default, trio with ``run(service, backend="trio")``. Under an event loop of

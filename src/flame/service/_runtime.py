@@ -236,7 +236,7 @@ def _manager_address() -> str:
             f"{MANAGER_VARIABLE} is not set. A Flame service is started by a Flame "
             "executor (Grpc shim) or by `flame local`, which set it; register the "
             "program as an application with shim Grpc, its command and arguments, "
-            "and open a session on it. To run it by hand, set "
+            "and create a session of it. To run it by hand, set "
             f"{MANAGER_VARIABLE}=http://127.0.0.1:<port> to a GrpcServiceManager.",
         )
     try:
