@@ -3,8 +3,10 @@
 Starts ``flame local`` in a separate process, then runs the same work against
 it from one client process after another:
 
-* ``flame`` ``session.run_tasks`` under asyncio, under asyncio with uvloop,
+* ``flame`` ``session.as_completed`` under asyncio, under asyncio with uvloop,
   and under trio;
+* ``flame-sync``: the same through the blocking API (``flame.sync``, its
+  loop on asyncio), the generator of inputs read in the calling thread;
 * the reference client ``flamepy`` 0.3.0 (grpcio), doing create then watch per
   task, with the same number in flight.
 
@@ -89,6 +91,26 @@ def run_flame(endpoint: str, tasks: int, concurrency: int, backend: str) -> None
         anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
     else:
         anyio.run(main, backend=backend)
+
+
+def run_flame_sync(endpoint: str, tasks: int, concurrency: int) -> None:
+    import flame
+    import flame.sync
+
+    with flame.sync.connect(endpoint) as conn:
+        session = conn.create_session(flame.SessionAttributes(application=APP, slots=1))
+        with session:
+            started = time.perf_counter()
+            cpu = time.process_time()
+            count = 0
+            inputs = (b"" for _ in range(tasks))
+            with session.as_completed(inputs, concurrency=concurrency) as finished:
+                for task in finished:
+                    assert task.state == flame.TaskState.SUCCEED
+                    count += 1
+            elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu
+        _report(count, elapsed, cpu)
 
 
 def run_flamepy(endpoint: str, tasks: int, concurrency: int) -> None:
@@ -208,7 +230,9 @@ def main() -> None:
     parser.add_argument("--memory-tasks", type=int, default=100_000)
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument(
-        "--clients", default="flame-asyncio,flame-uvloop,flame-trio,flamepy", help="comma list"
+        "--clients",
+        default="flame-asyncio,flame-uvloop,flame-trio,flame-sync,flamepy",
+        help="comma list",
     )
     parser.add_argument("--as-client", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
@@ -217,6 +241,8 @@ def main() -> None:
     if args.as_client:
         if args.as_client == "flamepy":
             run_flamepy(args.endpoint, args.tasks, args.concurrency)
+        elif args.as_client == "flame-sync":
+            run_flame_sync(args.endpoint, args.tasks, args.concurrency)
         else:
             run_flame(args.endpoint, args.tasks, args.concurrency, args.as_client.split("-", 1)[1])
         return

@@ -410,6 +410,18 @@ def test_a_backend_that_is_not_one(cluster: LocalCluster) -> None:
     assert "'asyncio' or 'trio'" in caught.value.message
 
 
+def test_a_loop_that_cannot_start(cluster: LocalCluster) -> None:
+    def no_loop() -> asyncio.AbstractEventLoop:
+        raise OSError("no loop here")
+
+    before = threading.active_count()
+    with pytest.raises(FlameError) as caught:
+        flame.sync.connect(cluster.endpoint, backend_options={"loop_factory": no_loop})
+    assert caught.value.code is FlameErrorCode.INVALID_CONFIG
+    assert "no loop here" in caught.value.message and "backend_options" in caught.value.message
+    assert threading.active_count() == before
+
+
 def test_uvloop_through_backend_options(cluster: LocalCluster) -> None:
     pytest.importorskip("uvloop")
     loops: list[str] = []

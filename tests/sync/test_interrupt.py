@@ -23,6 +23,10 @@ from flame import Shim, TaskState
 
 from .conftest import ThreadedV04
 
+pytestmark = pytest.mark.skipif(
+    not hasattr(signal, "pthread_kill"), reason="sends SIGINT to the main thread (POSIX)"
+)
+
 
 @pytest.fixture(autouse=True)
 def _default_sigint() -> Iterator[None]:
