@@ -10,6 +10,10 @@ async API (``anyio.run`` on asyncio) and through the blocking one
   calling thread, one input per task, handed over between the threads);
 * ``as_completed`` with a generator of inputs.
 
+Before that, with no cluster, the cost of one blocking call itself (a
+coroutine that returns at once): through flame.sync's portal and through
+anyio's ``BlockingPortal``, alternately in the same process.
+
 Each row is run ``--rounds`` times, alternating async and blocking, and the
 best of each is kept (the machine is shared: the best is the least
 disturbed). It prints the client's CPU seconds per 1,000 tasks (every
@@ -78,6 +82,41 @@ def run_sync(endpoint: str, tasks: int, concurrency: int, form: str) -> None:
         _report(count, elapsed, cpu)
 
 
+def call_costs(calls: int, rounds: int) -> None:
+    """Wall and CPU microseconds per blocking call: flame.sync's portal, anyio's."""
+    import anyio.from_thread
+
+    from flame.sync._portal import Portal
+
+    async def nothing() -> None:
+        return None
+
+    best: dict[str, tuple[float, float]] = {}
+    for _ in range(rounds):
+        for name in ("flame.sync", "anyio"):
+            if name == "flame.sync":
+                portal = Portal()
+                call = portal.call
+            else:
+                context = anyio.from_thread.start_blocking_portal()
+                call = context.__enter__().call
+            started, cpu = time.perf_counter(), time.process_time()
+            for _ in range(calls):
+                call(nothing)
+            wall = (time.perf_counter() - started) / calls * 1e6
+            cpu = (time.process_time() - cpu) / calls * 1e6
+            if name == "flame.sync":
+                portal.close()
+            else:
+                context.__exit__(None, None, None)
+            if name not in best or cpu < best[name][1]:
+                best[name] = (wall, cpu)
+    print(f"\none blocking call, best of {rounds} x {calls} (asyncio):")
+    for name, (wall, cpu) in best.items():
+        print(f"  {name:<12}{wall:>8.1f} us wall{cpu:>8.1f} us CPU")
+    print(f"  flame.sync / anyio CPU: {best['flame.sync'][1] / best['anyio'][1]:.2f}x")
+
+
 def one_run(api: str, form: str, endpoint: str, tasks: int, concurrency: int) -> dict[str, float]:
     command = [sys.executable, __file__, "--as-client", api, "--form", form]
     command += ["--endpoint", endpoint, "--tasks", str(tasks), "--concurrency", str(concurrency)]
@@ -94,6 +133,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--slots", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=5000, help="blocking calls to time")
     parser.add_argument("--as-client", help=argparse.SUPPRESS)
     parser.add_argument("--form", default=FORMS[0], choices=FORMS, help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
@@ -104,6 +144,7 @@ def main() -> None:
         run(args.endpoint, args.tasks, args.concurrency, args.form)
         return
 
+    call_costs(args.calls, args.rounds)
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     proc = start_cluster(port, args.slots)

@@ -6,9 +6,9 @@ hands it a :class:`Job`; the job runs in a task of that group, and sends
 what it has for the calling thread to a :class:`~flame.sync._caller.Caller`,
 where that thread waits.
 
-Handing work over never blocks: the job is put in an inbox and the loop is
-woken with the backend's thread-safe ``call soon`` (the one place that knows
-asyncio from trio). So a KeyboardInterrupt can never leave work running
+Handing work over never blocks: the job is spawned in the group by the
+backend's thread-safe ``call soon`` (the one place that knows asyncio from
+trio). So a KeyboardInterrupt can never leave work running
 without a handle on it, and a finalizer can cancel work without waiting.
 
 Closing the portal cancels what still runs, ends the loop and joins the
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextvars
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,6 +29,8 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
+import anyio.abc
+import sniffio
 
 from .._errors import FlameError, FlameErrorCode
 
@@ -187,13 +190,14 @@ class Portal:
         #: What a call made after the close is told (the owner says what closed).
         self.closed_message = "the portal is closed"
         self._lock = threading.Lock()
-        self._inbox: list[Job] = []
-        self._running: set[Job] = set()
+        #: Jobs handed over and not ended: those the loop never ran end at its end.
+        self._jobs: set[Job] = set()
         self._closing = False
-        self._wake_due = False
         self._final: Callable[[], Awaitable[None]] | None = None
         self._soon: Callable[..., object] | None = None
-        self._wake: anyio.Event | None = None
+        self._group: anyio.abc.TaskGroup | None = None
+        self._stop: anyio.Event | None = None
+        self._stopping = False  # on the loop thread: no job is started any more
         ready: Future[None] = Future()
         self._thread = threading.Thread(
             target=self._main,
@@ -248,8 +252,7 @@ class Portal:
         finally:
             with self._lock:
                 self._closing = True
-                left = self._inbox + list(self._running)
-                self._inbox, self._running = [], set()
+                left, self._jobs = self._jobs, set()
             for job in left:
                 job.end(Outcome(error=self.closed_error()))
 
@@ -259,25 +262,21 @@ class Portal:
 
             self._soon = trio.lowlevel.current_trio_token().run_sync_soon
         else:
-            self._soon = asyncio.get_running_loop().call_soon_threadsafe
-        self._wake = wake = anyio.Event()
+            loop = asyncio.get_running_loop()
+            # Callbacks run outside any task: tell anyio which library runs them.
+            context = contextvars.copy_context()
+            context.run(sniffio.current_async_library_cvar.set, "asyncio")
+
+            def soon(fn: Callable[..., object], *args: Any) -> None:
+                loop.call_soon_threadsafe(fn, *args, context=context)
+
+            self._soon = soon
+        self._stop = anyio.Event()
         async with anyio.create_task_group() as group:
+            self._group = group
             ready.set_result(None)
-            while True:
-                await wake.wait()
-                self._wake = wake = anyio.Event()
-                with self._lock:
-                    jobs, self._inbox = self._inbox, []
-                    self._wake_due = False
-                    stopping = self._closing
-                    if not stopping:
-                        self._running.update(jobs)
-                if stopping:
-                    with self._lock:
-                        self._inbox[:0] = jobs  # failed by _main, once the loop is gone
-                    break
-                for job in jobs:
-                    group.start_soon(self._run_job, job)
+            await self._stop.wait()
+            self._stopping = True
             if self._final is not None:
                 with anyio.CancelScope(shield=True):
                     try:
@@ -286,16 +285,21 @@ class Portal:
                         log.warning("closing on the flame.sync event loop failed: %r", exc)
             group.cancel_scope.cancel()
 
+    def _spawn(self, job: Job) -> None:
+        # On the loop thread. Once stopping, the job is left to _main to end.
+        if not self._stopping and self._group is not None:
+            self._group.start_soon(self._run_job, job)
+
     async def _run_job(self, job: Job) -> None:
         try:
             await job.run(self)
         finally:
             with self._lock:
-                self._running.discard(job)
+                self._jobs.discard(job)
 
-    def _on_wake(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+    def _on_stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
 
     # -- any thread ------------------------------------------------------
 
@@ -322,10 +326,10 @@ class Portal:
         with self._lock:
             if self._closing:
                 raise self.closed_error()
-            self._inbox.append(job)
-            wake = not self._wake_due
-            self._wake_due = True
-        if wake and not self.soon(self._on_wake):
+            self._jobs.add(job)
+        if not self.soon(self._spawn, job):
+            with self._lock:
+                self._jobs.discard(job)
             raise self.closed_error()
 
     def call(self, fn: Callable[[], Awaitable[T]], caller: Caller | None = None) -> T:
@@ -357,10 +361,8 @@ class Portal:
             self._closing = True
             if first:
                 self._final = final
-            wake = not self._wake_due
-            self._wake_due = True
-        if first and wake:
-            self.soon(self._on_wake)
+        if first:
+            self.soon(self._on_stop)
         if wait and threading.current_thread() is not self._thread:
             self._thread.join()
 
