@@ -2,14 +2,21 @@
 
 Each is a :class:`~flame.sync._pump.Pump` over the async iterator of the
 same name, so what closes the stream or cancels the run is the async code's
-own doing: this module only says when.
+own doing: this module only says when. A method of the async API that gives
+an async iterator is made blocking by :class:`BlockingIterator` alone::
+
+    return BlockingIterator(self._portal, self._client.list_tasks(), self)
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import anyio
 
 import flame as aio
 
@@ -18,11 +25,85 @@ from ._caller import Caller
 from ._portal import Portal
 from ._pump import Pump
 
-__all__ = ["FinishedTasks", "TaskWatcher"]
+__all__ = ["BlockingIterator", "FinishedTasks", "TaskWatcher"]
+
+T = TypeVar("T")
+_I = TypeVar("_I", bound="BlockingIterator[Any]")
 
 
-class TaskWatcher:
-    """An iterator over the new states of one task: :meth:`flame.TaskWatcher`, blocking.
+class BlockingIterator(Generic[T]):
+    """A plain iterator over an async one, which runs on the portal.
+
+    ``source`` is an async iterator, or an async context manager that gives
+    one (a :class:`flame.TaskWatcher` is both: it is used as the latter). It
+    is started at the first ``next`` and left once the iteration has ended
+    or raised, by :meth:`close`, when leaving ``with``, or when the blocking
+    iterator is dropped. One thread at a time iterates it.
+    """
+
+    def __init__(
+        self,
+        portal: Portal,
+        source: AsyncIterator[T] | contextlib.AbstractAsyncContextManager[AsyncIterator[T]],
+        owner: object,
+    ) -> None:
+        self._portal = portal
+        self._context: contextlib.AbstractAsyncContextManager[AsyncIterator[T]] = (
+            source
+            if isinstance(source, contextlib.AbstractAsyncContextManager)
+            else _closing(source)
+        )
+        self._owner = owner  # what keeps the connection open while this runs
+        self._pump: Pump[T] | None = None
+        self._lock = threading.Lock()
+
+    def __iter__(self: _I) -> _I:
+        return self
+
+    def __next__(self) -> T:
+        with self._lock:
+            pump = self._pump
+            if pump is None:
+                pump = self._pump = Pump(self._portal, self._context)
+                pump.open()
+        try:
+            return pump.next()
+        except BaseException:
+            # The end, a failure or an interruption: the source is left.
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop iterating and leave the source; harmless when already closed."""
+        pump = self._pump
+        if pump is not None:
+            pump.exit()
+
+    def __enter__(self: _I) -> _I:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@contextlib.asynccontextmanager
+async def _closing(items: AsyncIterator[T]) -> AsyncGenerator[AsyncIterator[T], None]:
+    try:
+        yield items
+    finally:
+        close = getattr(items, "aclose", None)
+        if close is not None:
+            with anyio.CancelScope(shield=True):
+                await close()
+
+
+class TaskWatcher(BlockingIterator[Task]):
+    """An iterator over the new states of one task: :class:`flame.TaskWatcher`, blocking.
 
     Returned by :meth:`SessionClient.watch_task`. The stream is opened at the
     first ``next`` and closed once the final state has been read, when the
@@ -34,47 +115,11 @@ class TaskWatcher:
 
     def __init__(self, portal: Portal, watcher: aio.TaskWatcher, owner: object) -> None:
         # Made by SessionClient.watch_task.
-        self._portal = portal
+        super().__init__(portal, watcher, owner)
         self._watcher = watcher
-        self._owner = owner  # the session client: its connection outlives the watch
-        self._pump: Pump[Task] | None = None
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return repr(self._watcher).replace("<TaskWatcher", "<flame.sync.TaskWatcher", 1)
-
-    def __iter__(self) -> TaskWatcher:
-        return self
-
-    def __next__(self) -> Task:
-        with self._lock:
-            pump = self._pump
-            if pump is None:
-                pump = self._pump = Pump(self._portal, self._watcher)
-                pump.open()
-        try:
-            return pump.next()
-        except BaseException:
-            # The end, a failure or an interruption: the stream is closed.
-            self.close()
-            raise
-
-    def close(self) -> None:
-        """Stop watching and close the stream; harmless when already closed."""
-        pump = self._pump
-        if pump is not None:
-            pump.exit()
-
-    def __enter__(self) -> TaskWatcher:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class FinishedTasks:
