@@ -146,6 +146,20 @@ def test_tasks(conn: flame.sync.Connection) -> None:
     assert session.state is flame.SessionState.CLOSED  # left the with
 
 
+def test_a_session_left_by_an_error_keeps_the_error(
+    cluster: LocalCluster, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = flame.sync.connect(cluster.endpoint, backend=backend)
+    session = _shell(conn)
+    with pytest.raises(KeyError), session:
+        conn.close()  # the session cannot be closed any more
+        raise KeyError("the body's own")
+    assert f"session {session.id} was left open" in caplog.text
+    with pytest.raises(FlameError) as caught, session:
+        pass  # no error of its own: the close's is raised
+    assert caught.value.code is FlameErrorCode.INVALID_STATE
+
+
 def test_run_task_tells_the_informer_in_the_calling_thread(conn: flame.sync.Connection) -> None:
     session = _shell(conn)
     informer = _Recorder()

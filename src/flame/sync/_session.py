@@ -7,6 +7,7 @@ checks, same errors. A method is added here in two lines, the second being
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterable, Iterable
 from datetime import datetime
 from functools import partial
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from ._iterators import FinishedTasks
 
 __all__ = ["Session", "SessionClient", "bind"]
+
+log = logging.getLogger("flame.sync")
 
 
 class SessionClient:
@@ -179,7 +182,13 @@ class SessionClient:
     ) -> None:
         # The async rules: closed on success; on failure, tried within the
         # call timeout without hiding why the block ended.
-        self._portal.call(partial(self._client.__aexit__, exc_type, exc, tb))
+        try:
+            self._portal.call(partial(self._client.__aexit__, exc_type, exc, tb))
+        except FlameError as error:
+            if exc_type is None:
+                raise
+            # Not even tried: the connection itself is closed.
+            log.warning("session %s was left open: %s", self.id, error)
 
 
 class Session(SessionClient):
