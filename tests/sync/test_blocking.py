@@ -8,6 +8,7 @@ blocking layer unchanged (values, order, laziness, failures, informers).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 import time
 from collections.abc import Iterator
@@ -68,6 +69,40 @@ def test_the_names_of_flame_are_all_here() -> None:
             assert getattr(flame.sync, name) is not getattr(flame, name)
         else:
             assert getattr(flame.sync, name) is getattr(flame, name), name
+
+
+@pytest.mark.parametrize(
+    ("blocking", "asynchronous"),
+    [
+        (flame.sync.connect, flame.connect),
+        (flame.sync.Connection, flame.Connection),
+        (flame.sync.SessionClient, flame.SessionClient),
+        (flame.sync.Session, flame.Session),
+        (flame.sync.TaskWatcher, flame.TaskWatcher),
+        (flame.sync.FinishedTasks, flame.FinishedTasks),
+    ],
+    ids=lambda value: getattr(value, "__qualname__", ""),
+)
+def test_every_public_method_and_argument_of_the_async_api_is_here(
+    blocking: Any, asynchronous: Any
+) -> None:
+    # What the async API gains, the blocking one must offer too.
+    def public(of: Any) -> dict[str, inspect.Signature]:
+        if inspect.isfunction(of):
+            return {of.__name__: inspect.signature(of)}
+        names = {name for name in dir(of) if not name.startswith("_")}
+        return {
+            name: inspect.signature(getattr(of, name))
+            for name in names
+            if callable(getattr(of, name)) and not inspect.isclass(getattr(of, name))
+        }
+
+    mine = public(blocking)
+    for name, signature in public(asynchronous).items():
+        name = {"aclose": "close"}.get(name, name)
+        assert name in mine, f"flame.sync lacks {name}"
+        theirs = [p for p in signature.parameters if p not in ("self", "cls")]
+        assert set(theirs) <= set(mine[name].parameters), (name, theirs)
 
 
 def test_connection(cluster: LocalCluster, backend: str) -> None:

@@ -154,3 +154,16 @@ def test_a_blocking_call_on_the_connections_own_loop_is_refused(
     assert caught.value.code is FlameErrorCode.INVALID_STATE
     assert "use the async API there" in caught.value.message
     assert session.run_task(b"echo fine").output == b"fine\n"
+
+
+def test_importing_starts_no_thread_and_loads_no_grpc_client() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, threading, flame.sync; "
+        "print(threading.active_count(), "
+        "sorted(m for m in sys.modules if m.startswith('grpclib.client')))"
+    )
+    said = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert said.stdout.strip() == "1 []"

@@ -20,6 +20,7 @@ from .. import (
     DEFAULT_CONNECT_TIMEOUT,
     Application,
     ApplicationAttributes,
+    RetryPolicy,
     SessionAttributes,
     SessionID,
 )
@@ -58,6 +59,7 @@ class Connection:
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         request_timeout: float | None = DEFAULT_CALL_TIMEOUT,
         ca_file: str | None = None,
+        retry: RetryPolicy | None = None,
         backend: str = "asyncio",
         backend_options: Mapping[str, Any] | None = None,
     ) -> Connection:
@@ -78,6 +80,7 @@ class Connection:
                     connect_timeout=connect_timeout,
                     request_timeout=request_timeout,
                     ca_file=ca_file,
+                    retry=retry,
                 )
             )
         except BaseException:
@@ -187,6 +190,7 @@ def connect(
     connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
     request_timeout: float | None = DEFAULT_CALL_TIMEOUT,
     ca_file: str | None = None,
+    retry: RetryPolicy | None = None,
     backend: str = "asyncio",
     backend_options: Mapping[str, Any] | None = None,
 ) -> Connection:
@@ -196,6 +200,7 @@ def connect(
         connect_timeout=connect_timeout,
         request_timeout=request_timeout,
         ca_file=ca_file,
+        retry=retry,
         backend=backend,
         backend_options=backend_options,
     )
