@@ -19,9 +19,11 @@ import anyio
 import pytest
 
 import flame
+import flame.functions
 import flame.sync
 from flame import FlameError, FlameErrorCode, Shim, TaskState
 from flame.local import LocalCluster
+from flame.sync._functions import FunctionResults, FunctionSession
 
 from .conftest import ThreadedV04
 
@@ -80,6 +82,8 @@ def test_the_names_of_flame_are_all_here() -> None:
         (flame.sync.Session, flame.Session),
         (flame.sync.TaskWatcher, flame.TaskWatcher),
         (flame.sync.FinishedTasks, flame.FinishedTasks),
+        (FunctionSession, flame.functions.FunctionSession),
+        (FunctionResults, flame.functions.FunctionResults),
     ],
     ids=lambda value: getattr(value, "__qualname__", ""),
 )
@@ -172,9 +176,12 @@ def test_tasks(conn: flame.sync.Connection) -> None:
         assert (done.state, done.output) == (TaskState.SUCCEED, b"made\n")
         task = session.run_task(b"echo hello")
         assert (task.state, task.output) == (TaskState.SUCCEED, b"hello\n")
+        failed = session.run_task(b"echo nope >&2; exit 3")
+        assert failed.state is TaskState.FAILED and b"nope" in (failed.output or b"")
         with pytest.raises(FlameError) as caught:
-            session.run_task(b"echo nope >&2; exit 3")
+            session.run_task(b"echo nope >&2; exit 3", check=True)
         assert caught.value.code is FlameErrorCode.INTERNAL and "nope" in caught.value.message
+        assert caught.value.task is not None and caught.value.task.state is TaskState.FAILED
         with pytest.raises(FlameError) as caught:
             session.create_task("text")  # type: ignore[arg-type]
         assert caught.value.code is FlameErrorCode.INVALID_ARGUMENT
@@ -202,9 +209,10 @@ def test_run_task_tells_the_informer_in_the_calling_thread(conn: flame.sync.Conn
     states = [state for _, state in informer.updates]
     assert states[0] is TaskState.PENDING and states[-1] is TaskState.SUCCEED
     assert informer.threads == {threading.get_ident()}
-    with pytest.raises(FlameError):
-        session.run_task(b"exit 1", informer)
+    failed = session.run_task(b"exit 1", informer)
+    assert failed.state is TaskState.FAILED
     assert len(informer.errors) == 1 and informer.errors[0].code is FlameErrorCode.INTERNAL
+    assert informer.errors[0].task == failed
     assert task.output == b"hi\n"
 
 

@@ -18,6 +18,9 @@ and the ``async`` of ``async with`` / ``async for`` go::
                 for task in finished:
                     print(task.id, task.output)
 
+``conn.function_session(fn)`` gives a blocking function session (``f(x)``,
+``f.map(inputs)``, ``with f.as_completed(inputs) as results``).
+
 Every name of :mod:`flame` is here too (``import flame.sync as flame``
 makes an async program blocking once the ``await`` are gone): the blocking
 :func:`connect`, :class:`Connection`, :class:`SessionClient`,
@@ -89,8 +92,8 @@ Layout
 ``_portal``: the event loop's thread and the work handed to it.
 ``_caller``: the calling thread's side (waiting, Ctrl-C, user code).
 ``_pump``: an async iterator pulled from a thread. ``_connection``,
-``_session`` and ``_iterators``: the blocking classes, one method per async
-method, each a call to it through the portal.
+``_session``, ``_iterators`` and ``_functions``: the blocking classes, one
+method per async method, each a call to it through the portal.
 """
 
 # The async API's own objects: these are not wrapped, only re-exported.

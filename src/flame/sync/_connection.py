@@ -8,10 +8,10 @@ by :func:`~flame.sync._session.bind` when it gives sessions).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 import flame as aio
 
@@ -27,7 +27,13 @@ from .. import (
 from ._portal import Portal
 from ._session import Session, SessionClient, bind
 
+if TYPE_CHECKING:
+    from ._functions import FunctionSession
+
 __all__ = ["Connection", "connect"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class Connection:
@@ -182,6 +188,47 @@ class Connection:
     def session_client(self, session_id: SessionID) -> SessionClient:
         """A client for the tasks of the session ``session_id``, without asking the cluster."""
         return bind(self, self._portal, self._connection.session_client(session_id))
+
+    # -- Python functions ----------------------------------------------------
+
+    @overload
+    def function_session(
+        self,
+        function: Callable[_P, Awaitable[_R]],
+        /,
+        *,
+        application: str = ...,
+        command: str | None = ...,
+        **session_options: Any,
+    ) -> FunctionSession[_P, _R]: ...
+
+    @overload
+    def function_session(
+        self,
+        function: Callable[_P, _R],
+        /,
+        *,
+        application: str = ...,
+        command: str | None = ...,
+        **session_options: Any,
+    ) -> FunctionSession[_P, _R]: ...
+
+    def function_session(
+        self, function: Callable[..., Any], /, **options: Any
+    ) -> FunctionSession[Any, Any]:
+        """Open a session whose tasks are calls of ``function``, blocking.
+
+        :meth:`flame.Connection.function_session` with no ``await``::
+
+            with conn.function_session(square, slots=1) as f:
+                print(f(3), f.map(range(10)))
+        """
+        from ._functions import FunctionSession
+
+        functions = self._portal.call(
+            partial(self._connection.function_session, function, **options)
+        )
+        return FunctionSession(self, self._portal, functions)
 
 
 def connect(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -28,6 +28,7 @@ from ._pump import Pump
 __all__ = ["BlockingIterator", "FinishedTasks", "TaskWatcher"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 _I = TypeVar("_I", bound="BlockingIterator[Any]")
 
 
@@ -146,22 +147,28 @@ class FinishedTasks:
         return self._pump.next()
 
 
-class AsCompleted(contextlib.AbstractContextManager[FinishedTasks]):
-    """What :meth:`SessionClient.as_completed` returns: ``with`` it to run the tasks."""
+class AsCompleted(contextlib.AbstractContextManager[R]):
+    """What an ``as_completed`` returns: ``with`` it to run the calls.
+
+    ``context`` is the async ``as_completed``; ``results`` makes the blocking
+    iterator (:class:`FinishedTasks`, say) of the pump and of what entering
+    ``context`` gave.
+    """
 
     def __init__(
         self,
         portal: Portal,
         caller: Caller,
-        context: contextlib.AbstractAsyncContextManager[aio.FinishedTasks],
+        context: contextlib.AbstractAsyncContextManager[Any],
         owner: object,
+        results: Callable[[Pump[Any], Any], R],
     ) -> None:
-        self._pump: Pump[Task] = Pump(portal, context, caller)
+        self._pump: Pump[Any] = Pump(portal, context, caller)
         self._owner = owner  # the session client: its connection outlives the run
+        self._results = results
 
-    def __enter__(self) -> FinishedTasks:
-        finished: aio.FinishedTasks = self._pump.open()
-        return FinishedTasks(self._pump, finished)
+    def __enter__(self) -> R:
+        return self._results(self._pump, self._pump.open())
 
     def __exit__(
         self,

@@ -28,14 +28,13 @@ from .. import (
     TaskInput,
 )
 from ._caller import Caller
-from ._iterators import AsCompleted, TaskWatcher
+from ._iterators import AsCompleted, FinishedTasks, TaskWatcher
 from ._portal import Portal
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from ._connection import Connection
-    from ._iterators import FinishedTasks
 
 __all__ = ["Session", "SessionClient", "bind"]
 
@@ -99,13 +98,21 @@ class SessionClient:
         """
         return TaskWatcher(self._portal, self._client.watch_task(task_id), self)
 
-    def run_task(self, input_data: TaskInput, informer: TaskInformer | None = None) -> Task:
+    def run_task(
+        self,
+        input_data: TaskInput,
+        informer: TaskInformer | None = None,
+        *,
+        check: bool = False,
+    ) -> Task:
         """Create a task, wait for its end, and return it: :meth:`flame.SessionClient.run_task`.
 
-        The informer's methods run in the calling thread.
+        The task comes back in its final state, ``FAILED`` included, unless
+        ``check=True`` has that raised. The informer's methods run in the
+        calling thread.
         """
         caller = Caller(self._portal)
-        run = partial(self._client.run_task, input_data, caller.informer(informer))
+        run = partial(self._client.run_task, input_data, caller.informer(informer), check=check)
         return self._portal.call(run, caller)
 
     def run_tasks(
@@ -165,7 +172,7 @@ class SessionClient:
                 inputs, informer=informer, concurrency=concurrency, fail_fast=fail_fast
             )
 
-        return AsCompleted(self._portal, caller, self._portal.call(start), self)
+        return AsCompleted(self._portal, caller, self._portal.call(start), self, FinishedTasks)
 
     def close(self) -> Session:
         """Close the session and return it: :meth:`flame.SessionClient.close`."""
