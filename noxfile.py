@@ -1,21 +1,60 @@
 """The project's test matrix: ``nox`` runs every session, ``nox -s tests`` the tests.
 
-Sessions use the interpreter nox itself runs on, so a machine never fails for
-want of a Python version it lacks; ``nox -s tests --python 3.12`` (or
-``FLAME_NOX_PYTHONS="3.10 3.12"``) runs the tests on others where present.
+``nox -s tests`` runs the test suite on every CPython from 3.10 to 3.13 that
+this machine has, and once more with the lowest versions of the dependencies
+that ``pyproject.toml`` allows. A Python the machine lacks is reported as a
+skipped session, not a failure, on CI as well. Which backends each session
+runs (asyncio, asyncio with uvloop, trio) is said in ``_matrix``. Sessions
+run side by side, one per CPU, and uv makes their environments.
+
+Interpreters are found here rather than left to nox, because a version
+manager's shims can be on ``PATH`` and yet fail (pyenv's ``python3.12`` fails
+unless pyenv is told to use 3.12): each candidate is run once, and the first
+that answers with the right version is used, by its absolute path. Candidates,
+in order: the Python nox runs on, ``python3.X`` on ``PATH``, then the builds
+under ``$(pyenv root)/versions`` and those uv installed.
+``FLAME_NOX_PYTHONS="3.10 3.12"`` limits the matrix to those versions.
+
+Run one session with ``nox -s "tests(3.12)"``; ``nox -l`` lists them all.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import glob
 import os
 import pathlib
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "proto", "tests"]
+nox.needs_version = ">=2025.10.14"
+nox.options.sessions = ["lint", "typecheck", "proto", "tests", "docs"]
 nox.options.reuse_existing_virtualenvs = True
+# A Python this machine lacks skips its session, on CI too (nox fails it there by default).
+nox.options.error_on_missing_interpreters = False
+# Never download an interpreter: the matrix is what the machine has.
+nox.options.download_python = "never"
+
+
+def _option(name: str, value: object) -> None:
+    """Set a nox option that only newer versions of nox have; an older one runs without it."""
+    with contextlib.suppress(AttributeError):
+        setattr(nox.options, name, value)
+
+
+# Sessions run side by side, one per CPU, each in a nox process of its own
+# (nox 2026.8.10 and newer; an older one runs them in turn). The tests wait on
+# child processes and sockets much of the time, so two sessions on two cores
+# take much less than twice one. Their output is shown as each one ends;
+# "nox -j 1 ..." shows it as it comes.
+_option("parallel", "auto")
+_option("allow_parallel", True)
 
 ROOT = pathlib.Path(__file__).parent
 # Each Flame wire the SDK speaks: its .proto files, read from proto/<wire>/, and
@@ -33,14 +72,214 @@ GENERATED = ROOT / "src" / "flame" / "_proto"
 PROTO_TOOLS = ["betterproto2-compiler==0.10.1", "grpcio-tools==1.85.1", "ruff==0.17.6"]
 PLUGIN_OPTIONS = "client_generation=async,server_generation=async"
 
-_pythons = os.environ.get("FLAME_NOX_PYTHONS", "").split() or None
+PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+# Prints what a session installed, one "name==version" a line.
+SHOW_VERSIONS = (
+    "import importlib.metadata as m; "
+    "print('\\n'.join(sorted(f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions())))"
+)
+ALL_BACKENDS = "asyncio,uvloop,trio"
+TWO_BACKENDS = "asyncio,trio"
 
 
-@nox.session(python=_pythons)
-def tests(session: nox.Session) -> None:
-    """pytest with anyio's plugin; every async test runs on asyncio and on trio."""
-    session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+# --------------------------------------------------------------------------
+# uv, which makes a session's environment in seconds where pip takes half a minute
+
+
+def _uv() -> str | None:
+    """A uv binary: on ``PATH``, beside nox, or installed once into ``.nox/_tools``."""
+    found = shutil.which(os.environ.get("UV") or "uv")
+    if found:
+        return found
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        pass
+    tools = ROOT / ".nox" / "_tools"
+    binary = tools / "bin" / ("uv.exe" if os.name == "nt" else "uv")
+    if not binary.exists():
+        print("nox: installing uv into .nox/_tools, once", file=sys.stderr)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(tools), "uv"],
+            check=False,
+        )
+    return str(binary) if binary.exists() else None
+
+
+_UV = _uv()
+if _UV is not None:
+    os.environ["UV"] = _UV
+# Without uv (offline, say), nox makes environments with virtualenv and pip.
+nox.options.default_venv_backend = "uv|virtualenv"
+
+
+# --------------------------------------------------------------------------
+# Finding interpreters
+
+
+def _version_of(executable: str) -> tuple[str, str] | None:
+    """``(X.Y, sys.executable)`` of the interpreter at ``executable``, or None if it fails."""
+    try:
+        answer = subprocess.run(
+            [
+                executable,
+                "-c",
+                "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable)",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = answer.stdout.split()
+    if answer.returncode != 0 or len(lines) != 2:
+        return None
+    return lines[0], lines[1]
+
+
+def _pyenv_root() -> pathlib.Path | None:
+    root = os.environ.get("PYENV_ROOT")
+    if not root and shutil.which("pyenv"):
+        try:
+            root = subprocess.run(
+                ["pyenv", "root"], capture_output=True, text=True, timeout=20, check=False
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            root = ""
+    path = pathlib.Path(root or pathlib.Path.home() / ".pyenv")
+    return path if path.is_dir() else None
+
+
+def _release(path: str) -> tuple[int, ...]:
+    """The X.Y.Z in a version manager's folder name, for sorting (newest last)."""
+    found = re.search(r"(\d+)\.(\d+)\.(\d+)", path)
+    return tuple(int(part) for part in found.groups()) if found else ()
+
+
+def _installed(version: str) -> list[str]:
+    """Interpreters of ``version`` that version managers keep, newest patch release first."""
+    found: list[str] = []
+    pyenv = _pyenv_root()
+    if pyenv is not None:
+        # Plain CPython releases only: "3.12.1", not "3.13.0t" or "pypy3.10-7.3".
+        builds = glob.glob(str(pyenv / "versions" / f"{version}.*" / "bin" / f"python{version}"))
+        found += [b for b in builds if re.search(rf"/{re.escape(version)}\.\d+/bin/", b)]
+    uv_pythons = pathlib.Path.home() / ".local" / "share" / "uv" / "python"
+    found += glob.glob(str(uv_pythons / f"cpython-{version}.*" / "bin" / f"python{version}"))
+    return sorted(found, key=_release, reverse=True)
+
+
+@functools.cache
+def find_python(version: str) -> str | None:
+    """The absolute path of a working CPython ``version`` ("3.12") on this machine, or None."""
+    candidates = [sys.executable]
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        candidates.append(on_path)
+    candidates += _installed(version)
+    for candidate in candidates:
+        answer = _version_of(candidate)
+        if answer is not None and answer[0] == version:
+            return answer[1]
+    return None
+
+
+def _wanted_pythons() -> tuple[str, ...]:
+    wanted = os.environ.get("FLAME_NOX_PYTHONS", "").split()
+    unknown = [version for version in wanted if version not in PYTHONS]
+    if unknown:
+        raise SystemExit(
+            f"FLAME_NOX_PYTHONS names {' '.join(unknown)}; choose among {' '.join(PYTHONS)}"
+        )
+    return tuple(wanted) or PYTHONS
+
+
+# --------------------------------------------------------------------------
+# The test matrix
+
+
+def _matrix() -> list[nox.param]:
+    """One ``tests`` session per Python, plus one on the lowest allowed dependencies.
+
+    Every session runs asyncio and trio. The Python nox runs on (the
+    machine's default) adds asyncio with uvloop, and the lowest-versions
+    session runs on the oldest Python present. A Python that is absent keeps
+    its session, under its version number alone: nox finds no interpreter for
+    it and reports it skipped. The longest session comes first, so that it
+    does not start last when sessions run side by side.
+    """
+    pythons = _wanted_pythons()
+    found = {version: find_python(version) for version in pythons}
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    primary = here if found.get(here) else next((v for v in pythons if found[v]), None)
+    params = [
+        nox.param(
+            found[version] or version,
+            "latest",
+            ALL_BACKENDS if version == primary else TWO_BACKENDS,
+            id=version,
+        )
+        for version in pythons
+    ]
+    params.sort(key=lambda param: param.id != primary)
+    oldest = next((version for version in pythons if found[version]), None)
+    if oldest is not None:
+        params.append(nox.param(found[oldest], "lowest", TWO_BACKENDS, id=f"{oldest}-lowest"))
+    return params
+
+
+@nox.session
+@nox.parametrize("python,deps,backends", _matrix())
+def tests(session: nox.Session, deps: str, backends: str) -> None:
+    """pytest under every backend the session names, on latest or lowest dependencies.
+
+    ``nox -s tests -- -k watch`` passes arguments on to pytest.
+    """
+    if deps == "lowest":
+        constraints = pathlib.Path(session.create_tmp()) / "lowest.txt"
+        constraints.write_text("\n".join(lowest_constraints()) + "\n", encoding="utf-8")
+        session.install("-c", str(constraints), "-e", ".[test]")
+        session.run("python", "-c", SHOW_VERSIONS, silent=False)
+    else:
+        session.install("-e", ".[test]")
+    session.run("pytest", f"--backends={backends}", *session.posargs)
+
+
+def lowest_constraints() -> list[str]:
+    """``name==X`` for the lowest version each direct dependency allows (tests' included).
+
+    A package named twice (in ``dependencies`` and in the ``test`` extra) gets
+    the higher of its lower bounds: the lowest version both allow.
+    """
+    from packaging.requirements import Requirement
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: nox brings tomli
+        import tomli as tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    floors: dict[str, tuple[tuple[int, ...], str, str]] = {}
+    for text in project["dependencies"] + project["optional-dependencies"]["test"]:
+        requirement = Requirement(text)
+        for specifier in requirement.specifier:
+            if specifier.operator not in (">=", "==", "~="):
+                continue
+            key = requirement.name.lower().replace("_", "-")
+            version = specifier.version
+            rank = tuple(int(p) for p in re.findall(r"\d+", version))
+            marker = f"; {requirement.marker}" if requirement.marker else ""
+            if key not in floors or rank > floors[key][0]:
+                floors[key] = (rank, version, marker)
+    return [f"{name}=={version}{marker}" for name, (_, version, marker) in sorted(floors.items())]
+
+
+# --------------------------------------------------------------------------
+# Checks
 
 
 @nox.session
@@ -56,6 +295,23 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on src/ (generated code is excluded)."""
     session.install("-e", ".[test]", "mypy==2.4.1", "types-PyYAML", "uvloop")
     session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the docs site into site/ in strict mode: a broken reference or link fails.
+
+    ``nox -s docs -- serve`` serves it with live reload instead.
+    """
+    session.install("-e", ".[docs]")
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:])
+        return
+    session.run("mkdocs", "build", "--strict", *session.posargs)
+
+
+# --------------------------------------------------------------------------
+# Generated code
 
 
 def generate(session: nox.Session, wire: str, out: pathlib.Path) -> None:
