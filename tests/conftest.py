@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -72,7 +71,6 @@ _LIBUV_FD = (
     "libuv keeps a /dev/null descriptor per loop, opened at its first listen, "
     "and the census counts it as a leak"
 )
-_NO_CANCELLING = "the test calls Task.cancelling(), which Python 3.10 lacks"
 KNOWN_FAILURES = [
     (
         "tests/transport/test_resources.py::test_a_full_cycle_leaves_nothing_behind",
@@ -80,27 +78,13 @@ KNOWN_FAILURES = [
         _LIBUV_FD,
     ),
     ("tests/transport/test_resources.py::test_many_cycles_do_not_accumulate", "uvloop", _LIBUV_FD),
-    (
-        "tests/transport/test_calls.py::test_a_timed_out_call_leaves_the_callers_task_uncancelled",
-        "asyncio on 3.10",
-        _NO_CANCELLING,
-    ),
-    (
-        "tests/transport/test_fast_paths.py::"
-        "test_a_timed_out_call_is_timeout_and_leaves_the_caller_uncancelled",
-        "asyncio on 3.10",
-        _NO_CANCELLING,
-    ),
 ]
 
 
 def _where(item: pytest.Item) -> set[str]:
     callspec = getattr(item, "callspec", None)
     backend = callspec.params.get("anyio_backend") if callspec is not None else None
-    places = {str(backend)}
-    if sys.version_info < (3, 11) and backend in ("asyncio", "uvloop"):
-        places.add("asyncio on 3.10")
-    return places
+    return {str(backend)}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
