@@ -30,7 +30,9 @@ def _resolve(obj: griffe.Object, name: str) -> str:
     scope: griffe.Object | None = obj
     while scope is not None:
         if head in scope.members:
-            found = scope.members[head].path
+            member = scope.members[head]
+            # An imported name stands for what it was imported from.
+            found = member.target_path if member.is_alias else member.path
             return f"{found}.{rest}" if rest else found
         scope = scope.parent
     try:
