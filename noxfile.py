@@ -1,8 +1,8 @@
 """The project's test matrix: ``nox`` runs every session, ``nox -s tests`` the tests.
 
 ``nox -s tests`` runs the test suite on every CPython from 3.10 to 3.13 that
-this machine has, and once more with the lowest versions of the dependencies
-that ``pyproject.toml`` allows. A Python the machine lacks is reported as a
+this machine has, and with the lowest versions of the dependencies that
+``pyproject.toml`` allows. A Python the machine lacks is reported as a
 skipped session, not a failure, on CI as well. Which backends each session
 runs (asyncio, asyncio with uvloop, trio) is said in ``_matrix``. Sessions
 run side by side, one per CPU, and uv makes their environments.
@@ -80,6 +80,8 @@ SHOW_VERSIONS = (
 )
 ALL_BACKENDS = "asyncio,uvloop,trio"
 TWO_BACKENDS = "asyncio,trio"
+# The backends the other Pythons take in turn, newest Python first.
+ONE_BACKEND = ("asyncio", "trio")
 
 
 # --------------------------------------------------------------------------
@@ -203,32 +205,37 @@ def _wanted_pythons() -> tuple[str, ...]:
 
 
 def _matrix() -> list[nox.param]:
-    """One ``tests`` session per Python, plus one on the lowest allowed dependencies.
+    """The ``tests`` sessions: every Python present and every backend, within 15 minutes.
 
-    Every session runs asyncio and trio. The Python nox runs on (the
-    machine's default) adds asyncio with uvloop, and the lowest-versions
-    session runs on the oldest Python present. A Python that is absent keeps
-    its session, under its version number alone: nox finds no interpreter for
-    it and reports it skipped. The longest session comes first, so that it
-    does not start last when sessions run side by side.
+    The Python nox runs on (the machine's default) runs every backend:
+    asyncio, asyncio on uvloop, trio. The oldest Python runs asyncio and trio
+    on the lowest dependency versions ``pyproject.toml`` allows. Each other
+    Python runs one backend, in turn (the newest runs asyncio), so that each
+    backend still runs on several Pythons while the matrix stays within what
+    two cores do in 15 minutes. ``FLAME_NOX_FULL=1`` runs asyncio and trio on
+    every Python, with the latest dependencies on the oldest one too.
+
+    A Python that is absent keeps its session, under its version number
+    alone: nox finds no interpreter for it and reports it skipped. The
+    longest session comes first, so that it does not start last when
+    sessions run side by side.
     """
     pythons = _wanted_pythons()
     found = {version: find_python(version) for version in pythons}
+    present = [version for version in pythons if found[version]]
     here = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    primary = here if found.get(here) else next((v for v in pythons if found[v]), None)
-    params = [
-        nox.param(
-            found[version] or version,
-            "latest",
-            ALL_BACKENDS if version == primary else TWO_BACKENDS,
-            id=version,
-        )
-        for version in pythons
-    ]
-    params.sort(key=lambda param: param.id != primary)
-    oldest = next((version for version in pythons if found[version]), None)
+    primary = here if found.get(here) else (present[0] if present else None)
+    oldest = present[0] if present else None
+    full = os.environ.get("FLAME_NOX_FULL", "") not in ("", "0")
+    params = []
+    if primary is not None:
+        params.append(nox.param(found[primary], "latest", ALL_BACKENDS, id=primary))
     if oldest is not None:
         params.append(nox.param(found[oldest], "lowest", TWO_BACKENDS, id=f"{oldest}-lowest"))
+    others = [v for v in pythons if v != primary and (full or v != oldest)]
+    for turn, version in enumerate(reversed(others)):
+        backends = TWO_BACKENDS if full else ONE_BACKEND[turn % len(ONE_BACKEND)]
+        params.append(nox.param(found[version] or version, "latest", backends, id=version))
     return params
 
 
