@@ -80,7 +80,7 @@ Iterators
 
 ``watch_task`` gives a :class:`TaskWatcher`, ``as_completed`` a context
 manager whose ``with`` gives :class:`FinishedTasks`: plain iterators. A
-watcher closes its stream at its end, on :meth:`TaskWatcher.close`, when
+watcher closes its stream at its end, on ``close()``, when
 its ``with`` is left, or when it is dropped (``break``); leaving the
 ``with`` of ``as_completed`` cancels what is in flight, and so does
 dropping it unleft. Dropping closes them without waiting and without

@@ -108,7 +108,7 @@ class TaskWatcher(BlockingIterator[Task]):
 
     Returned by :meth:`SessionClient.watch_task`. The stream is opened at the
     first ``next`` and closed once the final state has been read, when the
-    iteration raises, by :meth:`close`, when leaving ``with``, or when the
+    iteration raises, by ``close()``, when leaving ``with``, or when the
     watcher is dropped (``break`` out of ``for update in
     session.watch_task(...)``). A watcher is iterated once, by one thread at
     a time.
