@@ -152,7 +152,10 @@ def _contents(store: Storage) -> Any:
     sessions = [bytes(s) for s in store.sessions()]
     ids = [int(s.metadata.id) for s in store.sessions()]
     return (
-        [bytes(a) for a in store.applications()],
+        # Applications come in no promised order (a Flame cluster lists them
+        # as its store gives them): an application saved again keeps its
+        # place in memory and moves to the end in the file.
+        sorted(bytes(a) for a in store.applications()),
         {name: bytes(a) if (a := store.get_application(name)) else None for name in NAMES},
         sessions,
         {
