@@ -36,7 +36,7 @@ from hyperframe.frame import ContinuationFrame, DataFrame, GoAwayFrame, HeadersF
 from transport_helpers import wait_until
 
 from flame import FlameError, FlameErrorCode
-from flame._transport import MAX_MESSAGE_BYTES, Channel, RetryPolicy, _frames, _pool
+from flame._transport import MAX_MESSAGE_BYTES, Channel, RetryPolicy, _frames, _pool, reply_limit
 from flame._transport._connection import Connection
 
 GET = "/flame.Frontend/GetTask"
@@ -47,6 +47,9 @@ BOUND = 5.0
 
 Settings = h2.settings.SettingCodes
 Errors = h2.errors.ErrorCodes
+
+#: The largest reply a client with the default limit accepts.
+REPLY_LIMIT = reply_limit(MAX_MESSAGE_BYTES)
 
 
 def tagged(raw: bytes) -> tuple[str, bytes]:
@@ -379,7 +382,7 @@ async def test_a_message_over_the_limit_is_refused_from_its_prefix_alone() -> No
             return
         await request.respond()
         # Only the prefix and a little: the client must not wait for the rest.
-        await request.send(grpc(b"x" * 100, length=MAX_MESSAGE_BYTES + 1))
+        await request.send(grpc(b"x" * 100, length=REPLY_LIMIT + 1))
         await request.wait_reset()
 
     async with serving(handler) as (server, channel):
@@ -390,7 +393,7 @@ async def test_a_message_over_the_limit_is_refused_from_its_prefix_alone() -> No
     # _errors maps RESOURCE_EXHAUSTED onto INVALID_ARGUMENT.
     assert raised.value.code is FlameErrorCode.INVALID_ARGUMENT
     assert "RESOURCE_EXHAUSTED" in raised.value.message
-    assert f"{MAX_MESSAGE_BYTES + 1:,} bytes" in raised.value.message
+    assert f"{REPLY_LIMIT + 1:,} bytes" in raised.value.message
 
 
 # --------------------------------------------------------------------------
@@ -496,8 +499,8 @@ async def test_large_replies_arrive_whole_as_the_client_gives_window_back() -> N
     # One reply of the largest size accepted, then a stream longer than the
     # client's whole connection window: the server's h2 sends nothing past a
     # window, so both finish only if the client hands credit back.
-    largest = bytes(range(251)) * (MAX_MESSAGE_BYTES // 251) + b"z" * (MAX_MESSAGE_BYTES % 251)
-    assert len(largest) == MAX_MESSAGE_BYTES
+    largest = bytes(range(251)) * (REPLY_LIMIT // 251) + b"z" * (REPLY_LIMIT % 251)
+    assert len(largest) == REPLY_LIMIT
     chunks = [bytes([i]) * (1 << 20) for i in range(_frames.CONNECTION_WINDOW // (1 << 20) + 1)]
 
     async def handler(request: Request) -> None:

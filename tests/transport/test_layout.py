@@ -19,6 +19,7 @@ ROOT = Path(flame.__file__).parent
 #: embedded cluster that serves through them. (Generated code aside.)
 SERVER_SIDE = {
     "_transport/_server.py",
+    "_transport/_edge.py",
     "_transport/_loop.py",
     "local/_cluster.py",
     "local/_frontend.py",

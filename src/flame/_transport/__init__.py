@@ -29,6 +29,9 @@ Client
     ``_endpoint``
         the endpoint URL, the TLS context, the words for what TLS and the
         network raise.
+    ``_limits``
+        message sizes, the client's keepalive, the server's limits: one
+        definition of each default, for both sides.
     ``_channel``
         :class:`Channel`, what the rest of the SDK calls through (a call, a
         stream, the surface generated stubs use); every failure becomes a
@@ -36,8 +39,10 @@ Client
 
 Server
     ``_server``
-        :func:`serve`, the server library with our changes, the handlers
-        of the hand-written codec, :func:`refuse`.
+        :func:`serve`, the server library with our changes (at the edge of
+        every connection: the message size, the token, idle connections,
+        the connection cap; every request's wire types), the handlers of
+        the hand-written codec, :func:`refuse`.
     ``_loop``
         :class:`GrpcLoop`, where servers run under asyncio or trio.
 
@@ -46,7 +51,7 @@ Why it is built this way, with figures: docs/transport.md.
 
 from ._channel import Channel, Stream
 from ._endpoint import Endpoint
-from ._frames import MAX_MESSAGE_BYTES
+from ._limits import MAX_MESSAGE_BYTES, Keepalive, ServerLimits, reply_limit, request_limit
 from ._loop import GrpcLoop, open_grpc_loop
 from ._pool import RetryPolicy
 from ._server import (
@@ -67,12 +72,16 @@ __all__ = [
     "Channel",
     "Endpoint",
     "GrpcLoop",
+    "Keepalive",
     "RetryPolicy",
     "Server",
+    "ServerLimits",
     "Stream",
     "open_grpc_loop",
     "pid",
     "refuse",
+    "reply_limit",
+    "request_limit",
     "serve",
     "server_stream_handler",
     "unary_handler",

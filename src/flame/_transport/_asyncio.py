@@ -4,7 +4,8 @@ asyncio calls :class:`AsyncioConnection` as bytes arrive and when the socket
 goes; writes go to the transport, which sends at once what the kernel takes
 and keeps the rest. So a connection adds no task to the loop: between calls
 it is callbacks and a socket, and a call waits on a future. A call's
-deadline is asyncio's own timeout (:func:`deadline`): one timer handle.
+deadline is asyncio's own timeout (:func:`deadline`): one timer handle. The
+keepalive is one more, armed while calls are in flight.
 """
 
 from __future__ import annotations
@@ -30,7 +31,17 @@ class AsyncioConnection(Connection, asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._gone = self._loop.create_future()
+        self._keepalive_timer: asyncio.TimerHandle | None = None
         super().__init__(**settings)
+
+    def arm_keepalive(self) -> None:
+        self._look_at_keepalive()
+
+    def _look_at_keepalive(self) -> None:
+        self._keepalive_timer = None
+        due = self.keepalive_check(self._loop.time())
+        if due is not None and self._transport is not None:
+            self._keepalive_timer = self._loop.call_at(due, self._look_at_keepalive)
 
     def waiter(self) -> asyncio.Future[None]:
         return self._loop.create_future()
@@ -47,6 +58,11 @@ class AsyncioConnection(Connection, asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def abort(self) -> None:
+        # close() would wait to send what the transport holds, to a peer gone.
+        if self._transport is not None:
+            self._transport.abort()
+
     @property
     def closed(self) -> bool:
         return self._gone.done()
@@ -60,6 +76,9 @@ class AsyncioConnection(Connection, asyncio.Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._transport = None
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
+            self._keepalive_timer = None
         super().connection_lost(exc)
         if not self._gone.done():
             self._gone.set_result(None)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -31,7 +31,13 @@ import sniffio
 from .._errors import FlameError, FlameErrorCode
 from ._connection import Connection
 from ._endpoint import Endpoint, os_reason, ssl_context, tls_advice
-from ._frames import MAX_MESSAGE_BYTES
+from ._limits import (
+    MAX_MESSAGE_BYTES,
+    Keepalive,
+    check_message_limit,
+    reply_limit,
+    request_limit,
+)
 from ._pool import Deadline, Pool, RetryPolicy, ServerStream
 from ._status import (
     CallFailed,
@@ -101,7 +107,10 @@ def _method_call_name(method: Callable[..., Any]) -> str:
 
 
 def _opener(
-    endpoint: Endpoint, context: ssl.SSLContext | None, connect_timeout: float | None
+    endpoint: Endpoint,
+    context: ssl.SSLContext | None,
+    connect_timeout: float | None,
+    **connection_settings: Any,
 ) -> tuple[Callable[[], Awaitable[Connection]], Deadline]:
     """How to open a connection to ``endpoint`` on the running backend, and bound a wait there."""
     library = sniffio.current_async_library()
@@ -117,7 +126,7 @@ def _opener(
         "scheme": "https" if context is not None else "http",
         "authority": endpoint.authority,
         "user_agent": USER_AGENT,
-        "max_message": MAX_MESSAGE_BYTES,
+        **connection_settings,
     }
 
     async def open_connection() -> Connection:
@@ -152,10 +161,15 @@ class Channel:
     HTTP/2 connection.
     """
 
-    def __init__(self, endpoint: Endpoint, pool: Pool) -> None:
+    def __init__(
+        self, endpoint: Endpoint, pool: Pool, max_message_bytes: int = MAX_MESSAGE_BYTES
+    ) -> None:
         # Use Channel.connect(); this is given an open pool.
         self.endpoint = endpoint
         self.pool = pool
+        #: The largest data a message carries, and so the largest request sent.
+        self.max_message_bytes = max_message_bytes
+        self._max_request = request_limit(max_message_bytes)
         self._closed = False
 
     @classmethod
@@ -166,6 +180,9 @@ class Channel:
         ca_file: str | None = None,
         connect_timeout: float | None = 10.0,
         retry: RetryPolicy | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        keepalive: Keepalive | None = None,
+        headers: Sequence[tuple[str, str]] = (),
     ) -> Channel:
         """Connect to ``url``; raise FlameError if it cannot be reached in time.
 
@@ -173,8 +190,24 @@ class Channel:
         the CA in ``ca_file`` when one is given. ``connect_timeout`` bounds
         each connection's opening (TCP and TLS); ``retry`` says how calls the
         server never processed are made again (:class:`RetryPolicy`).
+
+        ``max_message_bytes`` is the largest data a message carries: a
+        request larger than :func:`~._limits.request_limit` of it is refused
+        before anything is sent, and replies are accepted up to
+        :func:`~._limits.reply_limit` of it. ``keepalive`` pings a silent
+        connection with calls in flight and gives it up when the PING goes
+        unanswered (:class:`Keepalive`; None: never). ``headers`` are sent with
+        every call (an ``authorization``, say), names in lower case.
         """
         endpoint = Endpoint.parse(url)
+        max_message_bytes = check_message_limit(
+            max_message_bytes, "max_message_bytes", FlameErrorCode.INVALID_ARGUMENT
+        )
+        if keepalive is not None and not isinstance(keepalive, Keepalive):
+            raise FlameError(
+                FlameErrorCode.INVALID_ARGUMENT,
+                f"keepalive must be a Keepalive or None, not {type(keepalive).__name__}",
+            )
         if ca_file is not None and not endpoint.tls:
             raise FlameError(
                 FlameErrorCode.INVALID_CONFIG,
@@ -187,7 +220,14 @@ class Channel:
                 f"retry must be a RetryPolicy, not {type(retry).__name__}",
             )
         context = ssl_context(ca_file) if endpoint.tls else None
-        open_connection, deadline = _opener(endpoint, context, connect_timeout)
+        open_connection, deadline = _opener(
+            endpoint,
+            context,
+            connect_timeout,
+            max_message=reply_limit(max_message_bytes),
+            headers=tuple(headers),
+            keepalive=keepalive,
+        )
         pool = Pool(open_connection, deadline, retry or RetryPolicy())
         try:
             # Opened now, so that an endpoint that cannot be reached is said at once.
@@ -196,7 +236,7 @@ class Channel:
             with anyio.CancelScope(shield=True):
                 await pool.aclose()
             raise
-        return cls(endpoint, pool)
+        return cls(endpoint, pool, max_message_bytes)
 
     def _check_open(self, call: str) -> None:
         if self._closed:
@@ -204,6 +244,16 @@ class Channel:
                 FlameErrorCode.INVALID_STATE,
                 f"{call} on {self.endpoint}: the connection is closed; connect again",
             )
+
+    def _too_large(self, call: str, size: int) -> FlameError:
+        return FlameError(
+            FlameErrorCode.INVALID_ARGUMENT,
+            f"{call} on {self.endpoint}: the request is {size:,} bytes, over the "
+            f"{self._max_request:,} this client sends ({self.max_message_bytes:,} bytes of "
+            "data, max_message_bytes, and 64 KiB around it); nothing was sent. Send less "
+            "(a task's input, a session's common data), or raise max_message_bytes here and "
+            "on the cluster alike",
+        )
 
     async def call(
         self,
@@ -220,6 +270,8 @@ class Channel:
         """
         if self._closed:
             self._check_open(_call_name(path))
+        if len(request) > self._max_request:
+            raise self._too_large(_call_name(path), len(request))
         try:
             return decode(await self.pool.unary(path, request, timeout))
         except Exception as exc:
@@ -240,6 +292,8 @@ class Channel:
         ``timeout`` bounds the whole stream, and goes to the server too.
         """
         self._check_open(_call_name(path))
+        if len(request) > self._max_request:
+            raise self._too_large(_call_name(path), len(request))
         return Stream(self, path, request, decode, timeout)
 
     def request(
@@ -271,8 +325,8 @@ class Channel:
         if metadata:
             raise FlameError(
                 FlameErrorCode.INVALID_ARGUMENT,
-                f"{call} on {self.endpoint}: call metadata is not sent by this client; "
-                "call it without",
+                f"{call} on {self.endpoint}: per-call metadata is not sent by this client; "
+                "give the connection's headers to Channel.connect(headers=...) instead",
             )
         if deadline is not None:
             left = float(deadline.time_remaining())

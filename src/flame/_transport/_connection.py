@@ -21,6 +21,7 @@ import abc
 import collections
 import logging
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 import hpack
@@ -64,6 +65,7 @@ from ._frames import (
     request_headers,
     u32,
 )
+from ._limits import Keepalive
 from ._status import CallFailed, ConnectionLost, ProtocolViolation, Status, Unprocessed
 from ._stream import Call
 
@@ -87,11 +89,24 @@ class Connection(abc.ABC):
         authority: str,
         user_agent: str,
         max_message: int,
+        headers: Sequence[tuple[str, str]] = (),
+        keepalive: Keepalive | None = None,
     ) -> None:
         self.scheme = scheme
         self.authority = authority
         self.user_agent = user_agent
+        #: The largest message accepted from the server.
         self.max_message = max_message
+        #: Headers of this connection sent with every call (in the cached blocks).
+        self.headers = tuple(headers)
+        self.keepalive = keepalive
+        # Keepalive: reads so far, the count at the last look, since when
+        # nothing has come, when the unanswered PING went out.
+        self._reads = 0
+        self._reads_seen = 0
+        self._quiet_since: float | None = None
+        self._pinged_at: float | None = None
+        self._keepalive_armed = False
         self.streams: dict[int, Call] = {}
         # The server's first SETTINGS has come (or the connection failed first).
         self._settled = False
@@ -143,6 +158,57 @@ class Connection(abc.ABC):
         if self._error is not None:
             raise self._error
 
+    # -- keepalive ------------------------------------------------------------
+
+    def arm_keepalive(self) -> None:  # noqa: B027 - a driver whose callers look needs none
+        """A call opened on a connection nobody watched: look at it again when it is due.
+
+        A driver with timers schedules :meth:`keepalive_check` here; one read
+        by its waiting callers asks it before each wait instead.
+        """
+
+    def keepalive_check(self, now: float) -> float | None:
+        """Look at the connection's silence at ``now``; when to look next, or None.
+
+        While calls are in flight: after ``interval`` seconds with nothing
+        from the server (measured between two looks), a PING goes out; if
+        nothing comes within ``timeout`` seconds more, the connection is
+        given up (its calls fail as lost). None when there is nothing to
+        watch: no keepalive, no call in flight, or the connection is shut;
+        the next call opened arms it again.
+        """
+        keepalive = self.keepalive
+        if keepalive is None or self._error is not None:
+            self._keepalive_armed = False
+            return None
+        if self._reads != self._reads_seen or self._quiet_since is None:
+            self._reads_seen = self._reads
+            self._quiet_since = now
+            self._pinged_at = None
+        if not self.streams:
+            self._keepalive_armed = False
+            self._quiet_since = None
+            return None
+        pinged = self._pinged_at
+        if pinged is None:
+            due = self._quiet_since + keepalive.interval
+            if now < due:
+                return due
+            self._pinged_at = now
+            self._write(frame(PING, 0, 0, b"flame-ka"))
+            return now + keepalive.timeout
+        if now < pinged + keepalive.timeout:
+            return pinged + keepalive.timeout
+        self._keepalive_armed = False
+        message = (
+            f"the server sent nothing for {now - self._quiet_since:.3g} s and did not answer "
+            f"a keepalive PING within {keepalive.timeout:g} s; the connection was given up"
+        )
+        log.warning("%s: %s", self.authority, message)
+        self._shut(ConnectionLost(message))
+        self.abort()
+        return None
+
     # -- what a driver provides ----------------------------------------------
 
     @abc.abstractmethod
@@ -160,6 +226,10 @@ class Connection(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Close the socket; calls still open fail as the connection is lost."""
+
+    def abort(self) -> None:
+        """Close the socket at once, dropping what was not sent (the peer is gone)."""
+        self.close()
 
     @property
     @abc.abstractmethod
@@ -179,6 +249,7 @@ class Connection(abc.ABC):
     def data_received(self, data: bytes | bytearray) -> None:
         if self._error is not None:
             return  # shut: what the server still sends changes nothing
+        self._reads += 1
         buffer = self._buffer
         buffer += data
         view = memoryview(buffer)
@@ -248,7 +319,7 @@ class Connection(abc.ABC):
         block = self._blocks.get(path)
         if block is None:
             block = self._blocks[path] = request_headers(
-                self.scheme, self.authority, path, self.user_agent
+                self.scheme, self.authority, path, self.user_agent, self.headers
             )
         if timeout_field:
             block += timeout_field
@@ -256,6 +327,9 @@ class Connection(abc.ABC):
         self._next_stream_id += 2
         call = Call(self, stream_id, self._initial_window)
         self.streams[stream_id] = call
+        if not self._keepalive_armed and self.keepalive is not None:
+            self._keepalive_armed = True
+            self.arm_keepalive()
         message = grpc_message(payload)
         size = len(message)
         if (

@@ -15,6 +15,7 @@ what it decides:
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import cast
 
 import hpack
@@ -111,10 +112,6 @@ STREAM_WINDOW = 1 << 20
 CONNECTION_WINDOW = 16 << 20
 CREDIT_STEP = STREAM_WINDOW // 2
 
-#: The largest gRPC message either side accepts (the usual gRPC default),
-#: named so that the cluster and the client agree.
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-
 #: Decoded header blocks remembered per connection.
 HEADER_CACHE_SIZE = 64
 
@@ -141,12 +138,21 @@ def preface() -> bytes:
     )
 
 
-def request_headers(scheme: str, authority: str, path: str, user_agent: str) -> bytes:
+def request_headers(
+    scheme: str,
+    authority: str,
+    path: str,
+    user_agent: str,
+    extra: Sequence[tuple[str, str]] = (),
+) -> bytes:
     """The HPACK block of a gRPC request to ``path``, the same on every call.
 
     It first sets the dynamic table's size to 0 and then adds nothing to it,
     so the block can be sent again and again whatever the server's decoder
     holds, and a server lowering its table size asks nothing of us.
+    ``extra`` are the connection's own headers (``authorization``), sent
+    on every call; they are marked never to be indexed, by the server or
+    anything between, as secrets should be (RFC 7541, 7.1.3).
     """
     encoder = hpack.Encoder()
     encoder.header_table_size = 0  # announced at the start of the block
@@ -159,6 +165,7 @@ def request_headers(scheme: str, authority: str, path: str, user_agent: str) -> 
             ("content-type", "application/grpc"),
             ("te", "trailers"),
             ("user-agent", user_agent),
+            *(hpack.NeverIndexedHeaderTuple(name, value) for name, value in extra),
         ],
         # Plain strings: a few bytes more once per call, where a Huffman
         # decode per call costs the server (ours, in Python) several times

@@ -4,19 +4,25 @@ Our servers (the embedded cluster's ``Frontend``, the service runtime's
 ``GrpcShim``, the Grpc shim's ``GrpcServiceManager``) are grpclib servers,
 run where grpclib runs (:mod:`._loop`). Here:
 
-* :func:`serve` runs one for the length of an ``async with``;
+* :func:`serve` runs one for the length of an ``async with``; every request
+  passes the edge of its connection first (:mod:`._edge`: the message size,
+  the token, idle connections, the connection cap), and is read through a
+  checker of its wire's types (:func:`flame._wire_check.checked`), whatever
+  service serves it;
 * :func:`unary_handler` and :func:`server_stream_handler` serve a method
   with the hand-written codec of :mod:`flame._wire` instead of the generic
   one; :func:`refuse` fails a call with a named gRPC status;
 * :class:`_ServingProtocol` gathers what grpclib writes in one turn of the
   loop into one send (:class:`_BatchedWrites`), allows more concurrent
-  streams than h2's default, and remembers fewer closed ones.
+  streams than h2's default, remembers fewer closed ones, and puts the edge
+  between h2 and grpclib.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -24,15 +30,22 @@ from typing import Any, Generic, TypeVar, cast
 
 import anyio
 import anyio.abc
+import betterproto2
 import grpclib.const
 import grpclib.exceptions
 import grpclib.protocol
 import grpclib.server
+import h2.exceptions
 import h2.settings
 from grpclib.const import Cardinality, Status
 
 from .._errors import FlameError, FlameErrorCode
+from .._wire_check import checked
+from ._edge import Gate, ServerEdge
+from ._limits import DEFAULT_MAX_CONNECTIONS, ServerLimits
 from ._loop import GrpcLoop
+
+log = logging.getLogger("flame.transport.server")
 
 __all__ = [
     "CLOSED_STREAMS_KEPT",
@@ -109,13 +122,17 @@ SERVER_MAX_STREAMS = 1024
 
 
 class _ServingProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc,unused-ignore]
-    """A server connection: batched writes, room for many streams, a bounded memory.
+    """A server connection: batched writes, room for many streams, a bounded memory, an edge.
 
     A server answers many calls in one turn of its loop, and one send for
     all of them halves its system calls. The limits are set on h2's state
     through guarded private attributes (an h2 upgrade could silently undo
-    them; a test checks they hold).
+    them; a test checks they hold). What arrives passes the connection's
+    :class:`~._edge.Gate` before grpclib sees it.
     """
+
+    #: Set by the server that makes the protocol.
+    edge: ServerEdge
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(cast(Any, _BatchedWrites(cast(asyncio.Transport, transport))))
@@ -128,16 +145,42 @@ class _ServingProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc,unused
                 {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: SERVER_MAX_STREAMS}
             )
             self.connection.flush()
+        self.gate = Gate(self.edge, h2_connection, self.connection, self.processor)
+
+    def data_received(self, data: bytes) -> None:
+        # grpclib's own, with the gate between h2's events and grpclib.
+        try:
+            events = self.connection.feed(data)
+        except h2.exceptions.ProtocolError:
+            log.debug("protocol error", exc_info=True)
+            self.processor.close("Protocol error")
+            return
+        self.connection.flush()
+        admit = self.gate.admit
+        process = self.processor.process
+        for event in events:
+            if admit(event):
+                process(event)
+        self.connection.flush()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.gate.closed()
+        super().connection_lost(exc)
 
 
 class _BatchingServer(grpclib.server.Server):  # type: ignore[misc,unused-ignore]
     """grpclib's server, its connections those of :class:`_ServingProtocol`."""
 
+    def __init__(self, handlers: list[Any], edge: ServerEdge) -> None:
+        super().__init__(handlers)
+        self._edge = edge
+
     def _protocol_factory(self) -> grpclib.protocol.H2Protocol:
         protocol = super()._protocol_factory()
-        # grpclib builds the protocol with its handler; only the class changes
-        # (a subclass that adds no state of its own).
+        # grpclib builds the protocol with its handler; the class changes,
+        # and the edge of this server is given to it.
         protocol.__class__ = _ServingProtocol
+        protocol.edge = self._edge
         return protocol
 
 
@@ -155,6 +198,46 @@ class Server(Generic[T]):
         return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
 
+def _connection_cap(limits: ServerLimits) -> int:
+    """How many connections a server holds: the limits', or the default within the files allowed."""
+    if limits.max_connections is not None:
+        return limits.max_connections
+    try:
+        import resource
+
+        files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not a Unix
+        return DEFAULT_MAX_CONNECTIONS
+    if files <= 0:  # RLIM_INFINITY
+        return DEFAULT_MAX_CONNECTIONS
+    # Half: the process needs files for more than its connections.
+    return max(1, min(DEFAULT_MAX_CONNECTIONS, files // 2))
+
+
+class _CheckedService:
+    """A service whose methods read their requests through :func:`flame._wire_check.checked`.
+
+    Every generated request class is replaced by a reader that checks the
+    message against its wire's types and refuses it with INVALID_ARGUMENT,
+    naming the field, before the method sees it. A reader the handler brings
+    (the hand-written codec of :func:`unary_handler`) is left as it is.
+    """
+
+    def __init__(self, service: Any) -> None:
+        self._service = service
+
+    def __mapping__(self) -> dict[str, Any]:
+        mapping: dict[str, Any] = self._service.__mapping__()
+        return {path: _checked_handler(handler) for path, handler in mapping.items()}
+
+
+def _checked_handler(handler: Any) -> Any:
+    request_type = handler.request_type
+    if isinstance(request_type, type) and issubclass(request_type, betterproto2.Message):
+        return handler._replace(request_type=_request_reader(checked(request_type)))
+    return handler
+
+
 @contextlib.asynccontextmanager
 async def serve(
     loop: GrpcLoop,
@@ -163,6 +246,8 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     ssl: ssl.SSLContext | None = None,
+    limits: ServerLimits | None = None,
+    auth_token: str | None = None,
 ) -> AsyncIterator[Server[Any]]:
     """Serve the generated service ``handlers`` on ``host:port`` for the ``async with``.
 
@@ -170,14 +255,23 @@ async def serve(
     certificate), clients connect with TLS to ``https://``. Leaving closes the
     listening socket and every connection, and waits until the server has
     stopped, its handlers included.
+
+    Every request is checked at the edge: its size against ``limits``
+    (:class:`ServerLimits`; the defaults if None) from its length prefix, its
+    ``authorization`` against ``auth_token`` if one is given, and its fields
+    against the types of its wire (:func:`flame._wire_check.checked`) before
+    the method sees it. ``limits`` also bounds how long a connection stays
+    idle and how many are held; see :mod:`._edge`.
     """
     context = ssl
     if context is not None:
         # gRPC is HTTP/2: a TLS peer must be offered h2 by ALPN.
         context.set_alpn_protocols(["h2"])
+    limits = limits if limits is not None else ServerLimits()
+    edge = ServerEdge(limits, auth_token, _connection_cap(limits))
 
     async def run_server(*, task_status: anyio.abc.TaskStatus[Server[Any]]) -> None:
-        server = _BatchingServer(list(handlers))
+        server = _BatchingServer([_CheckedService(h) for h in handlers], edge)
         try:
             await server.start(host, port, reuse_address=True, ssl=context)
         except OSError as exc:
@@ -199,16 +293,31 @@ async def serve(
         yield server
 
 
-_reply_types: dict[Callable[[bytes], Any], type] = {}
+_request_readers: dict[Callable[[bytes], Any], type] = {}
 
 
-def _reply_type(decode: Callable[[bytes], Any]) -> type:
-    """A class grpclib's codec reads messages with: its ``FromString`` is ``decode``."""
-    reply_type = _reply_types.get(decode)
-    if reply_type is None:
-        reply_type = type("_Reply", (), {"FromString": staticmethod(decode)})
-        _reply_types[decode] = reply_type
-    return reply_type
+def _request_reader(decode: Callable[[bytes], Any]) -> type:
+    """A class grpclib's codec reads requests with: its ``FromString`` is ``decode``.
+
+    A request ``decode`` refuses (ValueError) ends the call with
+    INVALID_ARGUMENT saying why; left to grpclib, it would be logged as a
+    crash and answered "Internal Server Error", blaming the server for the
+    client's mistake.
+    """
+    reader = _request_readers.get(decode)
+    if reader is None:
+
+        def read(data: bytes) -> Any:
+            try:
+                return decode(data)
+            except ValueError as exc:
+                raise grpclib.exceptions.GRPCError(
+                    Status.INVALID_ARGUMENT, f"the request cannot be read: {exc}"
+                ) from None
+
+        reader = type("_Request", (), {"FromString": staticmethod(read)})
+        _request_readers[decode] = reader
+    return reader
 
 
 def unary_handler(
@@ -227,7 +336,9 @@ def unary_handler(
         request = await _read_request(stream)
         await stream.send_message(await fn(request))
 
-    return grpclib.const.Handler(handle, Cardinality.UNARY_UNARY, _reply_type(decode), reply_type)
+    return grpclib.const.Handler(
+        handle, Cardinality.UNARY_UNARY, _request_reader(decode), reply_type
+    )
 
 
 def server_stream_handler(
@@ -246,19 +357,14 @@ def server_stream_handler(
             if aclose is not None:
                 await aclose()
 
-    return grpclib.const.Handler(handle, Cardinality.UNARY_STREAM, _reply_type(decode), reply_type)
+    return grpclib.const.Handler(
+        handle, Cardinality.UNARY_STREAM, _request_reader(decode), reply_type
+    )
 
 
 async def _read_request(stream: Any) -> Any:
-    # A decoder refuses bytes that are not its message with ValueError; left
-    # to grpclib, that would be logged as a crash and answered "Internal
-    # Server Error", blaming the server for the client's mistake.
-    try:
-        return await stream.recv_message()
-    except ValueError as exc:
-        raise grpclib.exceptions.GRPCError(
-            Status.INVALID_ARGUMENT, f"the request cannot be read: {exc}"
-        ) from None
+    # The reader (see _request_reader) refuses what it cannot read.
+    return await stream.recv_message()
 
 
 def pid() -> int:

@@ -18,11 +18,19 @@ plain synchronous code (cancellation, ``break``, a collected watcher).
 
 TLS is done here too, with :class:`ssl.MemoryBIO`, for the same reason: a
 write must be able to go out without awaiting.
+
+The keepalive (:meth:`Connection.keepalive_check
+<._connection.Connection.keepalive_check>`) is looked at by the same
+callers: each wait for the socket ends, at the latest, when the keepalive is
+due, so a caller waiting on a silent connection sends the PING and, if
+nothing answers, gives the connection up. A connection nobody waits on needs
+no keepalive: it has no call in flight.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import ssl
 from typing import Any
@@ -154,21 +162,35 @@ class TrioConnection(Connection):
 
     # -- reading --------------------------------------------------------------
 
+    def _keepalive_deadline(self) -> float:
+        """Until when a wait may last before the keepalive must be looked at (see the module)."""
+        if self.keepalive is None:
+            return math.inf
+        due = self.keepalive_check(trio.current_time())
+        return math.inf if due is None else due
+
     async def _read(self, waiter: _Waiter) -> None:
         """One read turn: wait for the socket, or take in what it holds."""
         try:
             data = self._sock.recv(RECEIVE_BYTES)
         except BlockingIOError:
+            deadline = self._keepalive_deadline()
+            if self._closed:
+                return  # given up by the keepalive: the calls have been told
             # Closed under us, the calls have been told.
             with contextlib.suppress(trio.ClosedResourceError):
                 if self._slot_waiters and waiter in self._slot_waiters:
                     # Waiting for a stream, which a caller leaving its call
                     # frees without a byte arriving: that must end the wait.
                     try:
-                        with trio.CancelScope() as waiter.reading:
+                        with trio.CancelScope(deadline=deadline) as waiter.reading:
                             await trio.lowlevel.wait_readable(self._sock)
                     finally:
                         waiter.reading = None
+                elif deadline != math.inf:
+                    # Woken at the deadline to look at the keepalive again.
+                    with trio.CancelScope(deadline=deadline):
+                        await trio.lowlevel.wait_readable(self._sock)
                 else:
                     await trio.lowlevel.wait_readable(self._sock)
             return
@@ -260,7 +282,11 @@ class TrioConnection(Connection):
         """One write turn: wait until the socket takes more, and give it what waits."""
         self._flushing = True
         try:
-            await trio.lowlevel.wait_writable(self._sock)
+            # A peer that stopped reading stops us here: the keepalive bounds it.
+            with trio.CancelScope(deadline=self._keepalive_deadline()) as scope:
+                await trio.lowlevel.wait_writable(self._sock)
+            if scope.cancelled_caught or self._closed:
+                return
             sent = self._sock.send(self._unsent)
             del self._unsent[:sent]
         except (BlockingIOError, trio.ClosedResourceError):
@@ -280,6 +306,10 @@ class TrioConnection(Connection):
         await trio.lowlevel.checkpoint()
 
     def close(self) -> None:
+        self._lost(None)
+
+    def abort(self) -> None:
+        self._unsent.clear()
         self._lost(None)
 
     def _lost(self, exc: BaseException | None) -> None:
