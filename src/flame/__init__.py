@@ -19,7 +19,7 @@ from ._errors import FlameError, FlameErrorCode
 from ._fanout import DEFAULT_CONCURRENCY, FinishedTasks, TaskFailure, TaskFailures
 from ._informer import TaskInformer
 from ._session import Session, SessionClient, TaskWatcher
-from ._transport import RetryPolicy
+from ._transport import Keepalive, RetryPolicy
 from ._types import (
     DEFAULT_CONTEXT_NAME,
     DEFAULT_FLAME_CONF,
@@ -57,6 +57,7 @@ __all__ = [
     "FinishedTasks",
     "FlameError",
     "FlameErrorCode",
+    "Keepalive",
     "Message",
     "RetryPolicy",
     "Session",

@@ -12,11 +12,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from ._calls import FrontendCalls
-from ._config import default_endpoint
-from ._errors import FlameError, code_for_result
+from ._config import default_auth_token, default_endpoint
+from ._errors import FlameError, FlameErrorCode, code_for_result
 from ._proto.v04 import flame as pb
 from ._session import Session, SessionClient, session_from_pb
-from ._transport import Channel, RetryPolicy
+from ._transport import MAX_MESSAGE_BYTES, Channel, Keepalive, RetryPolicy
 from ._types import (
     Application,
     ApplicationAttributes,
@@ -45,6 +45,7 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 """Seconds :meth:`Connection.connect` waits for the cluster to accept the connection."""
 DEFAULT_CALL_TIMEOUT = 60.0
 """Seconds a single request may take (watches are not bounded: tasks may run long)."""
+_DEFAULT_KEEPALIVE = Keepalive()
 
 _C = TypeVar("_C", bound="Connection")
 _P = ParamSpec("_P")
@@ -79,6 +80,9 @@ class Connection:
         request_timeout: float | None = DEFAULT_CALL_TIMEOUT,
         ca_file: str | None = None,
         retry: RetryPolicy | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        keepalive: Keepalive | None = _DEFAULT_KEEPALIVE,
+        auth_token: str | None = None,
     ) -> _C:
         """Connect to the cluster at ``addr``, such as ``"http://localhost:8080"``.
 
@@ -92,14 +96,32 @@ class Connection:
         pausing 10 ms then 40 ms) says how a request the cluster refused
         without processing it is made again.
 
+        ``max_message_bytes`` (4 MiB by default, as the cluster's) is the
+        largest request sent: a larger task input or common data is refused
+        here, before anything is sent; replies (a task carries its input and
+        its output) are accepted up to twice that and 64 KiB. ``keepalive``
+        (a :class:`Keepalive`; by default a PING after 30 s of silence while
+        calls are in flight, given up 20 s later; None: never) finds a
+        connection whose cluster stopped answering without closing it.
+        ``auth_token`` is sent with every request (``authorization: Bearer``);
+        with none, ``FLAME_AUTH_TOKEN``, else the ``auth_token`` of the
+        ``flame`` context in ``~/.flame/flame-conf.yaml``, is sent if set.
+
         Raises FlameError: ``INVALID_CONFIG`` for an address that is not an
-        ``http(s)://host:port`` URL, ``UNAVAILABLE`` when nothing answers there.
+        ``http(s)://host:port`` URL or a token that cannot be sent,
+        ``UNAVAILABLE`` when nothing answers there, ``INVALID_ARGUMENT`` for
+        a bad limit or keepalive.
         """
+        token = default_auth_token() if auth_token is None else auth_token
+        headers = () if token is None else (("authorization", f"Bearer {_check_token(token)}"),)
         channel = await Channel.connect(
             default_endpoint() if addr is None else addr,
             ca_file=ca_file,
             connect_timeout=connect_timeout,
             retry=retry,
+            max_message_bytes=max_message_bytes,
+            keepalive=keepalive,
+            headers=headers,
         )
         return cls(channel, request_timeout=request_timeout)
 
@@ -228,6 +250,20 @@ class Connection:
         session_id = _check_id(session_id, "session_id")
         return session_from_pb(await self._calls.close_session(session_id), self._calls)
 
+    async def delete_session(self, session_id: SessionID) -> Session:
+        """Delete the closed session ``session_id`` with its tasks; the session as it was.
+
+        Only a closed session can be deleted: close it first
+        (:meth:`close_session`, or leave its ``async with``). An open one is
+        refused with FlameError ``INVALID_STATE`` (a v0.4 cluster gives no
+        reason; the message says what it means), an unknown id with
+        ``NOT_FOUND``. What a deleted session held is gone from the cluster:
+        its tasks can no longer be read.
+        """
+        request = pb.DeleteSessionRequest(session_id=_check_id(session_id, "session_id"))
+        calls = self._calls
+        return session_from_pb(await calls.unary(calls.stub.delete_session, request), calls)
+
     def session_client(self, session_id: SessionID) -> SessionClient:
         """A client for the tasks of the session ``session_id``, without asking the cluster.
 
@@ -296,6 +332,9 @@ async def connect(
     request_timeout: float | None = DEFAULT_CALL_TIMEOUT,
     ca_file: str | None = None,
     retry: RetryPolicy | None = None,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    keepalive: Keepalive | None = _DEFAULT_KEEPALIVE,
+    auth_token: str | None = None,
 ) -> Connection:
     """Connect to a Flame cluster; the same as :meth:`Connection.connect`.
 
@@ -309,4 +348,24 @@ async def connect(
         request_timeout=request_timeout,
         ca_file=ca_file,
         retry=retry,
+        max_message_bytes=max_message_bytes,
+        keepalive=keepalive,
+        auth_token=auth_token,
     )
+
+
+def _check_token(token: object) -> str:
+    """``token`` if it can go in an HTTP header; INVALID_CONFIG saying why not."""
+    if (
+        not isinstance(token, str)
+        or not token
+        or not token.isascii()
+        or not token.isprintable()
+        or " " in token
+    ):
+        raise FlameError(
+            FlameErrorCode.INVALID_CONFIG,
+            "the auth token must be a non-empty string of printable ASCII without spaces "
+            "(it is sent in an HTTP header); give the cluster's auth_token as it is",
+        )
+    return token

@@ -390,6 +390,16 @@ async def test_messages_above_the_limit_are_refused() -> None:
             "INVALID_ARGUMENT",
             "5000 bytes",
         )
+        # Past the data and its envelope, refused at the server's edge from
+        # the message's length prefix, unread.
+        await client.refused(
+            "create_task",
+            pb.CreateTaskRequest(
+                task=pb.TaskSpec(session_id=session_id, input=b"i" * (4096 + 65 * 1024))
+            ),
+            "RESOURCE_EXHAUSTED",
+            "this server reads (4,096 bytes of data",
+        )
         assert await client.counters(session_id) == (0, 0, 0, 0)
         assert (await client.run(session_id, b"i" * 4096)).status.state == pb.TaskState.Succeed
 

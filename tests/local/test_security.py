@@ -141,13 +141,19 @@ def test_the_warning_says_what_is_missing(certificate: TlsConfig) -> None:
     assert "0.0.0.0:8080, beyond this machine" in bare
     assert "without TLS" in bare and "without a token" in bare
     assert "run commands as this user" in bare
-    # The token is not checked by this version: a cluster with one is still open to all.
+    # With a token but no TLS, the token itself crosses the network in clear.
+    token_only = exposure(ClusterConfig(endpoint="http://0.0.0.0:8080", auth_token="t0ken"))
+    assert token_only is not None
+    assert "without a token" not in token_only
+    assert "without TLS" in token_only and "the token itself" in token_only
+    tls_only = exposure(ClusterConfig(endpoint="https://0.0.0.0:8443", tls=certificate))
+    assert tls_only is not None
+    assert "without a token" in tls_only and "without TLS" not in tls_only
+    # Both: the port is protected, and nothing is said.
     both = exposure(
         ClusterConfig(endpoint="https://0.0.0.0:8443", tls=certificate, auth_token="t0ken")
     )
-    assert both is not None
-    assert "without TLS" not in both
-    assert "auth_token this version does not check yet" in both
+    assert both is None
 
 
 async def test_a_cluster_beyond_loopback_logs_the_warning(

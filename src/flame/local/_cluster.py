@@ -111,11 +111,17 @@ async def _run_cluster(
             _register(manager, app)
         # We are on asyncio here, whatever the caller runs: this loop is the caller's.
         loop = open_grpc_loop()
-        # The server is to check security.auth_token once it can: this
-        # version serves whoever connects (the README says so).
         frontend = Frontend(manager)
         async with (
-            serve(loop, [frontend], host=config.host, port=config.port, ssl=security.ssl) as server,
+            serve(
+                loop,
+                [frontend],
+                host=config.host,
+                port=config.port,
+                ssl=security.ssl,
+                limits=config.server_limits,
+                auth_token=security.auth_token,
+            ) as server,
             anyio.create_task_group() as tg,
         ):
             pool.task_group = tg

@@ -67,6 +67,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="keep at most N closed sessions (with their tasks); the oldest go first",
     )
     parser.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the largest request (task input, common data) and task output, in bytes "
+        "(default: 4 MiB); clients must be given the same",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        default=None,
+        metavar="DURATION",
+        help="close connections with no call in flight for this long (default: 5m)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="hold at most N connections (default: 1024, or half the open-file limit)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=LEVELS,
@@ -80,7 +101,13 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
         raise FlameError(
             FlameErrorCode.INVALID_CONFIG, "give --tls-cert and --tls-key together, or neither"
         )
-    overrides: dict[str, Any] = {"slots": args.slots}
+    overrides: dict[str, Any] = {
+        "slots": args.slots,
+        "max_message_bytes": args.max_message_bytes,
+        "max_connections": args.max_connections,
+    }
+    if args.idle_timeout is not None:
+        overrides["idle_timeout"] = parse_duration(args.idle_timeout, "--idle-timeout")
     if args.tls_cert is not None:
         overrides["tls"] = TlsConfig(cert_file=args.tls_cert, key_file=args.tls_key)
     if args.config is not None:

@@ -19,9 +19,11 @@ from typing import Any
 
 import attrs
 
+from .._config import TOKEN_VARIABLE
 from .._errors import FlameError, FlameErrorCode
 from .._proto.v04 import flame as pb
-from .._transport import Endpoint
+from .._transport import Endpoint, ServerLimits
+from .._transport._limits import DEFAULT_IDLE_TIMEOUT, check_message_limit
 from ._limits import MAX_MESSAGE_BYTES
 
 __all__ = [
@@ -44,6 +46,9 @@ _KEYS = {
     "tls",
     "auth_token",
     "retention",
+    "max_message_bytes",
+    "idle_timeout",
+    "max_connections",
 }
 _APP_KEYS = {"name", "shim", "command", "arguments", "environments", "working_directory", "url"}
 _TLS_KEYS = {"cert_file", "key_file"}
@@ -52,8 +57,6 @@ _SLOT = re.compile(r"^\s*cpu\s*=\s*\d+\s*,\s*mem\s*=\s*\d+[kmgt]?\s*$", re.IGNOR
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|m|h|d)?\s*$")
 _UNITS = {None: 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
-#: The environment variable a token is read from when the config gives none.
-TOKEN_VARIABLE = "FLAME_AUTH_TOKEN"
 
 
 def _strings(values: Any) -> tuple[str, ...]:
@@ -305,10 +308,18 @@ class ClusterConfig:
     current directory unless absolute (``sqlite:///var/lib/flame.db``).
 
     ``tls`` makes the cluster serve ``https://`` with that certificate.
-    ``auth_token`` is the shared secret clients are to present; it is kept
-    here for the server to check, which this version does not do yet (see
-    the README). ``retention`` prunes closed sessions. ``max_message_bytes``
-    is the largest task input or common data the cluster accepts.
+    ``auth_token`` is the shared secret every call must present (``authorization:
+    Bearer <token>``); calls without it are refused UNAUTHENTICATED.
+    ``retention`` prunes closed sessions.
+
+    ``max_message_bytes`` is the largest request message the cluster reads
+    (a larger one is refused from its length prefix, unread), and so the
+    largest task input or common data; a task's output is held to it too,
+    so that a task can always be read back whole (see
+    :func:`flame._transport.reply_limit`). ``idle_timeout`` (seconds, None:
+    never) closes connections with no call in flight; ``max_connections``
+    caps how many are held (None: 1,024, or half the files the process may
+    open if fewer).
     """
 
     name: str = "flame"
@@ -322,12 +333,16 @@ class ClusterConfig:
     tls: TlsConfig | None = None
     auth_token: str | None = attrs.field(default=None, repr=False)
     retention: RetentionConfig = attrs.field(factory=RetentionConfig)
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
+    max_connections: int | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.slots < 1:
             raise _bad("slots", f"{self.slots} executor slots; give 1 or more")
-        if self.max_message_bytes < 1024:
-            raise _bad("max_message_bytes", f"{self.max_message_bytes} is too small")
+        check_message_limit(
+            self.max_message_bytes, "max_message_bytes", FlameErrorCode.INVALID_CONFIG
+        )
+        self.server_limits  # checks idle_timeout and max_connections
         if self.policy != "proportion":
             raise _bad("policy", f"{self.policy!r}: this cluster schedules by 'proportion' only")
         if not _SLOT.match(self.slot):
@@ -347,6 +362,15 @@ class ClusterConfig:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise _bad("applications", f"listed more than once: {', '.join(duplicates)}")
+
+    @property
+    def server_limits(self) -> ServerLimits:
+        """What the server accepts: the message size, idle time and connection cap."""
+        return ServerLimits(
+            max_message_bytes=self.max_message_bytes,
+            idle_timeout=self.idle_timeout,
+            max_connections=self.max_connections,
+        )
 
     @property
     def storage_path(self) -> str | None:
@@ -397,6 +421,17 @@ class ClusterConfig:
             values["tls"] = TlsConfig.from_mapping(data["tls"], where)
         if data.get("retention") is not None:
             values["retention"] = RetentionConfig.from_mapping(data["retention"], where)
+        for key in ("max_message_bytes", "max_connections"):
+            number = data.get(key)
+            if number is not None:
+                if isinstance(number, bool) or not isinstance(number, int):
+                    raise _bad(where, f"`{key}` is a whole number, not {number!r}")
+                values[key] = number
+        if "idle_timeout" in data:
+            idle = data["idle_timeout"]
+            values["idle_timeout"] = (
+                None if idle is None else parse_duration(idle, f"{where}: idle_timeout")
+            )
         token = data.get("auth_token")
         if token is not None and not isinstance(token, str):
             raise _bad(where, "`auth_token` is a string; quote it")

@@ -6,6 +6,7 @@ from .._transport import MAX_MESSAGE_BYTES
 
 __all__ = ["MAX_MESSAGE_BYTES", "MAX_OUTPUT_BYTES"]
 
-#: The largest task output a shim may give: what still fits in one message
-#: with the task around it.
-MAX_OUTPUT_BYTES = MAX_MESSAGE_BYTES - 64 * 1024
+#: The most of a child's stdout a Stdio or Shell shim collects for a task's
+#: output: the default message limit. The session manager holds every
+#: output to the cluster's own ``max_message_bytes``.
+MAX_OUTPUT_BYTES = MAX_MESSAGE_BYTES

@@ -2,9 +2,9 @@
 
 :func:`server_security` turns a :class:`ClusterConfig` into what the server
 is given: the TLS context of ``tls`` (or None: plain http), and the shared
-``auth_token``. The token is kept for the server edge to check; this version
-of the server does not check it yet, so it protects nothing so far, and
-:func:`exposure` says so.
+``auth_token``, which the server checks on every call at the edge of each
+connection (:mod:`flame._transport._edge`): a call without it is refused
+UNAUTHENTICATED before anything reads it.
 
 :func:`exposure` is the warning for a cluster reachable beyond this machine:
 anyone who reaches the port can register an application and have it run
@@ -95,18 +95,21 @@ def exposure(config: ClusterConfig) -> str | None:
     if is_loopback(config.host):
         return None
     gaps = []
-    if config.tls is None:
-        gaps.append("without TLS, so task inputs and outputs cross the network in clear")
     if config.auth_token is None:
         gaps.append(
-            "without a token, so whoever reaches the port can run commands as this user "
-            "(through Stdio and Shell applications)"
+            "without a token (auth_token), so whoever reaches the port can run commands as "
+            "this user (through Stdio and Shell applications)"
         )
-    else:
-        gaps.append(
-            "with an auth_token this version does not check yet, so whoever reaches the port "
-            "can run commands as this user (through Stdio and Shell applications)"
+    if config.tls is None:
+        carried = (
+            "task inputs and outputs cross the network in clear"
+            if config.auth_token is None
+            else "task inputs and outputs, and the token itself, cross the network in clear: "
+            "whoever can watch the network can take the token"
         )
+        gaps.append(f"without TLS, so {carried}")
+    if not gaps:
+        return None
     return (
         f"serving on {config.host}:{config.port}, beyond this machine, "
         + "; and ".join(gaps)

@@ -563,6 +563,10 @@ class SessionManager:
             # An executor stopped with the cluster: the task is not done, and
             # stays Running in the store, to run again.
             return
+        if output is not None and len(output) > self.max_message_bytes:
+            # A task carries its input and its output: a larger output would
+            # make a task no client can read back.
+            ok, output = False, _output_too_large(len(output), self.max_message_bytes)
         state = pb.TaskState.Succeed if ok else pb.TaskState.Failed
         task.spec.output = output
         status = task.status
@@ -664,3 +668,11 @@ def _snapshot(task: pb.Task, state: pb.TaskState) -> pb.Task:
         spec=pb.TaskSpec(session_id=task.spec.session_id, input=task.spec.input),
         status=pb.TaskStatus(state=state, creation_time=task.status.creation_time),
     )
+
+
+def _output_too_large(size: int, limit: int) -> bytes:
+    """The output of a task failed because its own output was over ``limit``."""
+    return (
+        f"the task's output is {size:,} bytes, over the {limit:,} this cluster keeps "
+        "(max_message_bytes); return less, or raise the limit on the cluster and its clients"
+    ).encode()
