@@ -117,6 +117,8 @@ class Connection(abc.ABC):
         self._next_stream_id = 1
         self._error: BaseException | None = None
         self._going_away = False
+        #: What the server's GOAWAY said: its code, and its reason if any.
+        self._goaway = ""
         # A header block spread over CONTINUATION frames: stream, bytes, end.
         self._continued: tuple[int, bytearray, bool] | None = None
         # The server's settings, as far as we send by them.
@@ -155,7 +157,8 @@ class Connection(abc.ABC):
             waiter = self.waiter()
             self._settled_waiters.append(waiter)
             await self.park(waiter)
-        if self._error is not None:
+        if self._error is not None and not self._going_away:
+            # (Told to go away first, a call says so instead: see open.)
             raise self._error
 
     # -- keepalive ------------------------------------------------------------
@@ -312,10 +315,12 @@ class Connection(abc.ABC):
                 if waiter.done() and not waiter.cancelled():
                     self._wake_slot()
                 raise
+        if self._going_away or self._next_stream_id > MAX_STREAM_ID:
+            # Told to go away (and maybe closed since): the call was not made.
+            said = f" ({self._goaway})" if self._goaway else ""
+            raise Unprocessed(f"the connection was closing{said}; the call was not made")
         if self._error is not None:
             raise self._error
-        if self._going_away or self._next_stream_id > MAX_STREAM_ID:
-            raise Unprocessed("the connection was closing; the call was not made")
         block = self._blocks.get(path)
         if block is None:
             block = self._blocks[path] = request_headers(
@@ -626,6 +631,7 @@ class Connection(abc.ABC):
         name = ERROR_NAMES.get(code, f"error {code}")
         said = payload[8:].decode("utf-8", "replace")
         detail = f"{name}: {said}" if said else name
+        self._goaway = detail
         for stream_id in [s for s in self.streams if s > last]:
             # Never seen by the server: safe to make again elsewhere.
             call = self.streams[stream_id]

@@ -44,6 +44,9 @@ log = logging.getLogger("flame.transport.server")
 #: How often at most the refusals of connections at the cap are logged.
 _LOG_EVERY = 10.0
 
+#: Seconds a connection told to go away is kept for its client to close it.
+_LINGER = 1.0
+
 
 class ServerEdge:
     """The limits, the token and the connections of one server."""
@@ -96,8 +99,16 @@ class Gate:
     answers False to is dropped (after the gate has answered for it).
     """
 
-    def __init__(self, edge: ServerEdge, h2_connection: Any, connection: Any, processor: Any) -> None:
+    def __init__(
+        self,
+        edge: ServerEdge,
+        h2_connection: Any,
+        connection: Any,
+        processor: Any,
+        transport: Any = None,
+    ) -> None:
         self._edge = edge
+        self._transport = transport  # to end our side once told to go away
         self._h2 = h2_connection
         self._connection = connection  # grpclib's, which writes what h2 has to send
         self._processor = processor  # grpclib's, which knows the streams in flight
@@ -128,6 +139,12 @@ class Gate:
         if kind is h2.events.DataReceived:
             return self._admit_data(event)
         if kind is h2.events.RequestReceived:
+            if self._closing:
+                # After our GOAWAY: not processed, and the client knows to
+                # make it again elsewhere.
+                self._refuse(event.stream_id)
+                self._reset(event.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+                return False
             self.last_active = self._loop.time()
             if self._authorization is not None and not self._authorized(event):
                 return False
@@ -206,6 +223,13 @@ class Gate:
         if remaining or prefix:
             self._messages[stream_id] = (remaining, prefix)
         return None
+
+    def _reset(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:
+        try:
+            self._h2.reset_stream(stream_id, code)
+        except h2.exceptions.ProtocolError:
+            pass
+        self._connection.flush()
 
     def _give_back(self, event: Any) -> None:
         """Return the window a dropped frame took, so other calls keep flowing."""
@@ -301,7 +325,14 @@ class Gate:
             self._connection.flush()
         except h2.exceptions.ProtocolError:
             pass
-        self._connection.close()
+        # Closed at once, with what the client sent unread, the socket would
+        # be reset, and the client might lose the GOAWAY saying why. So our
+        # side ends, the client closes its own (ours does, on a GOAWAY), and
+        # the connection is closed after a moment anyway.
+        transport = self._transport
+        if transport is not None and transport.can_write_eof():
+            transport.write_eof()
+        self._loop.call_later(_LINGER, self._connection.close)
 
     def closed(self) -> None:
         """The connection is gone."""

@@ -99,6 +99,10 @@ class _BatchedWrites:
         self._flush()
         self._transport.close()
 
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
     def abort(self) -> None:
         self._pending = None
         self._transport.abort()
@@ -135,7 +139,8 @@ class _ServingProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc,unused
     edge: ServerEdge
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(cast(Any, _BatchedWrites(cast(asyncio.Transport, transport))))
+        writes = _BatchedWrites(cast(asyncio.Transport, transport))
+        super().connection_made(cast(Any, writes))
         h2_connection = getattr(self.connection, "_connection", None)
         closed = getattr(h2_connection, "_closed_streams", None)
         if closed is not None and hasattr(closed, "_size_limit"):
@@ -145,7 +150,7 @@ class _ServingProtocol(grpclib.protocol.H2Protocol):  # type: ignore[misc,unused
                 {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: SERVER_MAX_STREAMS}
             )
             self.connection.flush()
-        self.gate = Gate(self.edge, h2_connection, self.connection, self.processor)
+        self.gate = Gate(self.edge, h2_connection, self.connection, self.processor, writes)
 
     def data_received(self, data: bytes) -> None:
         # grpclib's own, with the gate between h2's events and grpclib.
