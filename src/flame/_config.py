@@ -84,7 +84,7 @@ def default_auth_token() -> str | None:
 
 
 def _flame_context(path: Path) -> Mapping[str, Any] | None:
-    """The first mapping of the ``flame`` context in the file at ``path`` with an endpoint or token."""
+    """The ``flame`` context in the file at ``path``: the first with an endpoint or token."""
     import yaml  # only when there is a file to read: keeps `import flame` light
 
     try:

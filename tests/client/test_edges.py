@@ -234,9 +234,7 @@ async def test_delete_session_on_the_embedded_cluster(conn: flame.Connection) ->
     await _delete_round(conn)
 
 
-async def test_delete_session_on_a_v04_server(
-    v04: V04Server, v04_conn: flame.Connection
-) -> None:
+async def test_delete_session_on_a_v04_server(v04: V04Server, v04_conn: flame.Connection) -> None:
     await _delete_round(v04_conn)
     assert (await v04.on_loop(lambda: v04.frontend.calls.count("DeleteSession"))) == 3
 

@@ -116,10 +116,7 @@ def _send_huge_create_task(port: int, length: int) -> tuple[str | None, str | No
             room = min(connection.local_flow_control_window(stream_id), total - sent)
             while room > 0 and not ended:
                 size = min(room, connection.max_outbound_frame_size, len(zeros))
-                if sent == 0:
-                    piece = prefix + zeros[: size - len(prefix)]
-                else:
-                    piece = zeros[:size]
+                piece = prefix + zeros[: size - len(prefix)] if sent == 0 else zeros[:size]
                 connection.send_data(stream_id, piece, end_stream=sent + size == total)
                 sent += size
                 room -= size

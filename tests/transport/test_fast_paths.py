@@ -31,9 +31,9 @@ from flame._transport import (
     server_stream_handler,
     unary_handler,
 )
-from flame._transport._server import _BatchedWrites, _BatchingServer
 from flame._transport._edge import ServerEdge
 from flame._transport._limits import ServerLimits
+from flame._transport._server import _BatchedWrites, _BatchingServer
 from flame._wire import decode_get_task, decode_task, decode_watch_task, encode_task_request
 
 GET_TASK = "/flame.Frontend/GetTask"

@@ -163,7 +163,7 @@ async def test_at_the_cap_a_busy_connection_is_kept_and_the_new_one_refused(
     ):
         tg.start_soon(_register, busy, bytes(pb.RegisterServiceRequest(service_id="held")))
         with anyio.fail_after(BOUND):
-            while not await grpc_loop.run(_held, slow):
+            while not await grpc_loop.run(_held, slow):  # noqa: ASYNC110 - state on the loop
                 await anyio.sleep(0.01)
         with anyio.fail_after(BOUND), pytest.raises(FlameError) as raised:
             async with await Channel.connect(server.address) as late:

@@ -10,9 +10,10 @@ to grpclib:
   UNAUTHENTICATED at once; grpclib never sees it, and its data is dropped.
 * **The message size.** The gate follows each stream's gRPC messages by
   their 5-byte prefixes. A message longer than ``max_message_bytes`` and
-  its envelope (:func:`~._limits.request_limit`) is refused from its prefix alone: the call ends with RESOURCE_EXHAUSTED, what
-  came of it is dropped and its window given back, so the server holds at
-  most a frame of it; HTTP/2's flow control stops the sender in the meantime.
+  its envelope (:func:`~._limits.request_limit`) is refused from its prefix
+  alone: the call ends with RESOURCE_EXHAUSTED, what came of it is dropped
+  and its window given back, so the server holds at most a frame of it;
+  HTTP/2's flow control stops the sender in the meantime.
 * **Idle connections.** A connection with no call in flight for
   ``idle_timeout`` seconds is told to go away (GOAWAY) and closed.
 * **How many.** At the cap, a new connection takes the place of the one idle
@@ -23,6 +24,7 @@ to grpclib:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import time
@@ -193,10 +195,10 @@ class Gate:
             length = int.from_bytes(data[1:5], "big")
             if length + 5 == size and length <= self._limit:
                 return True
-        length = self._scan(stream_id, data)
-        if length is None:
+        oversized = self._scan(stream_id, data)
+        if oversized is None:
             return True
-        self._refuse_message(stream_id, length)
+        self._refuse_message(stream_id, oversized)
         self._give_back(event)
         return False
 
@@ -225,18 +227,14 @@ class Gate:
         return None
 
     def _reset(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:
-        try:
+        with contextlib.suppress(h2.exceptions.ProtocolError):
             self._h2.reset_stream(stream_id, code)
-        except h2.exceptions.ProtocolError:
-            pass
         self._connection.flush()
 
     def _give_back(self, event: Any) -> None:
         """Return the window a dropped frame took, so other calls keep flowing."""
-        try:
+        with contextlib.suppress(h2.exceptions.ProtocolError):
             self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-        except h2.exceptions.ProtocolError:
-            pass
 
     # -- refusing -------------------------------------------------------------
 

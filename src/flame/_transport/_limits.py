@@ -24,8 +24,8 @@ from .._errors import FlameError, FlameErrorCode
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
-    "MAX_MESSAGE_BYTES",
     "ENVELOPE_BYTES",
+    "MAX_MESSAGE_BYTES",
     "Keepalive",
     "ServerLimits",
     "check_message_limit",
@@ -87,7 +87,9 @@ def reply_limit(max_message_bytes: int) -> int:
 
 def _positive(name: str, value: object, code: FlameErrorCode, owner: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise FlameError(code, f"{owner}: {name} must be a number of seconds above 0, not {value!r}")
+        raise FlameError(
+            code, f"{owner}: {name} must be a number of seconds above 0, not {value!r}"
+        )
 
 
 @attrs.frozen
@@ -117,10 +119,11 @@ class ServerLimits:
     ``max_message_bytes``: the largest data a request carries; a request
     message larger than :func:`request_limit` of it is refused with
     RESOURCE_EXHAUSTED as soon as its length prefix arrives, before the
-    message is read (what the data itself may be, the service checks). ``idle_timeout``: a connection with no call in flight
-    for that many seconds is told to go away (GOAWAY) and closed; None keeps
-    it. ``max_connections``: at most that many connections are held at once;
-    a new one beyond the cap takes the place of the one idle longest, or is
+    message is read (what the data itself may be, the service checks).
+    ``idle_timeout``: a connection with no call in flight for that many
+    seconds is told to go away (GOAWAY) and closed; None keeps it.
+    ``max_connections``: at most that many connections are held at once; a
+    new one beyond the cap takes the place of the one idle longest, or is
     refused (GOAWAY, then closed) when every one has calls in flight; None
     takes :data:`DEFAULT_MAX_CONNECTIONS`, or half the files the process may
     open if that is fewer.

@@ -185,7 +185,7 @@ class _BatchingServer(grpclib.server.Server):  # type: ignore[misc,unused-ignore
         # grpclib builds the protocol with its handler; the class changes,
         # and the edge of this server is given to it.
         protocol.__class__ = _ServingProtocol
-        protocol.edge = self._edge
+        cast(_ServingProtocol, protocol).edge = self._edge
         return protocol
 
 

@@ -58,7 +58,6 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|m|h|d)?\s*$")
 _UNITS = {None: 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-
 def _strings(values: Any) -> tuple[str, ...]:
     return tuple(str(value) for value in values)
 
@@ -342,7 +341,7 @@ class ClusterConfig:
         check_message_limit(
             self.max_message_bytes, "max_message_bytes", FlameErrorCode.INVALID_CONFIG
         )
-        self.server_limits  # checks idle_timeout and max_connections
+        _ = self.server_limits  # checks idle_timeout and max_connections
         if self.policy != "proportion":
             raise _bad("policy", f"{self.policy!r}: this cluster schedules by 'proportion' only")
         if not _SLOT.match(self.slot):
