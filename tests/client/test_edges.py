@@ -89,9 +89,10 @@ async def test_an_output_over_the_clusters_limit_fails_its_task(anyio_backend: s
     async with LocalCluster(config) as cluster, await flame.connect(cluster.endpoint) as conn:
         await conn.register_application("sh", {"shim": Shim.SHELL})
         async with await conn.create_session({"application": "sh", "slots": 1}) as session:
-            with pytest.raises(FlameError) as raised:
-                await session.run_task(b"head -c 100000 /dev/zero")
-            assert "the task's output is 100,000 bytes, over the 65,536" in raised.value.message
+            failed = await session.run_task(b"head -c 100000 /dev/zero")
+            assert failed.state is TaskState.FAILED
+            said = (failed.output or b"").decode()
+            assert "the task's output is 100,000 bytes, over the 65,536" in said
             fitting = await session.run_task(b"head -c 65536 /dev/zero")
             assert fitting.output == bytes(65536)
 

@@ -187,12 +187,17 @@ async def test_a_thousand_idle_connections_leave_room_for_real_clients(
                     async with await conn.create_session({"application": "ping"}) as session:
                         tasks = await session.run_tasks([b"%d" % i for i in range(20)])
             assert all(task.state is TaskState.SUCCEED for task in tasks)
-            held = len(psutil.Process(process.pid).net_connections(kind="tcp"))
+            # Those told to go away have ended their side (FIN_WAIT) and go
+            # within a second; the ones held are still established.
+            held = sum(
+                c.status == psutil.CONN_ESTABLISHED
+                for c in psutil.Process(process.pid).net_connections(kind="tcp")
+            )
         finally:
             for sock in idle:
                 sock.close()
-    # Half of the 512 files at most, and the listening socket.
-    assert held <= 256 + 2, held
+    # Half of the 512 files at most, and the real client's.
+    assert held <= 256 + 1, held
 
 
 async def test_idle_connections_are_told_to_go_away_and_clients_go_on(
