@@ -20,10 +20,12 @@ from .. import (
     DEFAULT_CONNECT_TIMEOUT,
     Application,
     ApplicationAttributes,
+    Keepalive,
     RetryPolicy,
     SessionAttributes,
     SessionID,
 )
+from .._transport import MAX_MESSAGE_BYTES
 from ._portal import Portal
 from ._session import Session, SessionClient, bind
 
@@ -66,6 +68,9 @@ class Connection:
         request_timeout: float | None = DEFAULT_CALL_TIMEOUT,
         ca_file: str | None = None,
         retry: RetryPolicy | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        keepalive: Keepalive | None = Keepalive(),  # noqa: B008 - frozen, as the async default
+        auth_token: str | None = None,
         backend: str = "asyncio",
         backend_options: Mapping[str, Any] | None = None,
     ) -> Connection:
@@ -87,6 +92,9 @@ class Connection:
                     request_timeout=request_timeout,
                     ca_file=ca_file,
                     retry=retry,
+                    max_message_bytes=max_message_bytes,
+                    keepalive=keepalive,
+                    auth_token=auth_token,
                 )
             )
         except BaseException:
@@ -185,6 +193,11 @@ class Connection:
         session = self._portal.call(partial(self._connection.close_session, session_id))
         return bind(self, self._portal, session)
 
+    def delete_session(self, session_id: SessionID) -> Session:
+        """Delete the closed session ``session_id``: :meth:`flame.Connection.delete_session`."""
+        session = self._portal.call(partial(self._connection.delete_session, session_id))
+        return bind(self, self._portal, session)
+
     def session_client(self, session_id: SessionID) -> SessionClient:
         """A client for the tasks of the session ``session_id``, without asking the cluster."""
         return bind(self, self._portal, self._connection.session_client(session_id))
@@ -238,6 +251,9 @@ def connect(
     request_timeout: float | None = DEFAULT_CALL_TIMEOUT,
     ca_file: str | None = None,
     retry: RetryPolicy | None = None,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    keepalive: Keepalive | None = Keepalive(),  # noqa: B008 - frozen, as the async default
+    auth_token: str | None = None,
     backend: str = "asyncio",
     backend_options: Mapping[str, Any] | None = None,
 ) -> Connection:
@@ -248,6 +264,9 @@ def connect(
         request_timeout=request_timeout,
         ca_file=ca_file,
         retry=retry,
+        max_message_bytes=max_message_bytes,
+        keepalive=keepalive,
+        auth_token=auth_token,
         backend=backend,
         backend_options=backend_options,
     )
