@@ -573,7 +573,13 @@ def _delimited_fields(data: bytes, message: str, known: dict[int, str]) -> dict[
 
 def _text(found: dict[int, list[bytes]], number: int) -> str:
     values = found.get(number)
-    return "" if values is None else values[-1].decode()  # the last one counts
+    if values is None:
+        return ""
+    # The last one counts, but every one must be text, as a generated
+    # decoder reads (and refuses) each in turn.
+    for value in values[:-1]:
+        value.decode()
+    return values[-1].decode()
 
 
 def decode_create_task(data: bytes) -> pb.CreateTaskRequest:
