@@ -11,10 +11,23 @@ Connect, open a session of a registered application, and run tasks in it::
                 task = await session.run_task(b"echo hello")
                 print(task.output)
 
-The same code runs under ``asyncio.run(main())`` and ``trio.run(main)``.
+The same code runs under ``asyncio.run(main())`` and ``trio.run(main)``, and
+against a cluster of any Flame wire the SDK speaks (:data:`WIRES`: v0.4,
+v0.5, v0.6), found when connecting (``conn.wire``) unless named.
+
+Where things are: the public client in ``_connection`` (applications,
+sessions, the cluster), ``_session`` (tasks) and ``_fanout`` (many tasks);
+the neutral types in ``_types``; each wire's codec in ``_wires``; the
+configuration in ``_config``; gRPC in ``_transport``.
 """
 
-from ._connection import DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, Connection, connect
+from ._connection import (
+    DEFAULT_CALL_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT,
+    Connection,
+    TaskList,
+    connect,
+)
 from ._errors import FlameError, FlameErrorCode
 from ._fanout import DEFAULT_CONCURRENCY, FinishedTasks, TaskFailure, TaskFailures
 from ._informer import TaskInformer
@@ -24,12 +37,20 @@ from ._types import (
     DEFAULT_CONTEXT_NAME,
     DEFAULT_FLAME_CONF,
     DEFAULT_FLAME_ENDPOINT,
+    FINAL_TASK_STATES,
     Application,
     ApplicationAttributes,
     ApplicationID,
+    ApplicationSchema,
     ApplicationState,
     CommonData,
+    Event,
+    Executor,
+    ExecutorState,
     Message,
+    Node,
+    NodeState,
+    ResourceRequirement,
     SessionAttributes,
     SessionID,
     SessionState,
@@ -40,6 +61,7 @@ from ._types import (
     TaskOutput,
     TaskState,
 )
+from ._wires import WIRES
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
@@ -48,17 +70,26 @@ __all__ = [
     "DEFAULT_CONTEXT_NAME",
     "DEFAULT_FLAME_CONF",
     "DEFAULT_FLAME_ENDPOINT",
+    "FINAL_TASK_STATES",
+    "WIRES",
     "Application",
     "ApplicationAttributes",
     "ApplicationID",
+    "ApplicationSchema",
     "ApplicationState",
     "CommonData",
     "Connection",
+    "Event",
+    "Executor",
+    "ExecutorState",
     "FinishedTasks",
     "FlameError",
     "FlameErrorCode",
     "Keepalive",
     "Message",
+    "Node",
+    "NodeState",
+    "ResourceRequirement",
     "RetryPolicy",
     "Session",
     "SessionAttributes",
@@ -72,6 +103,7 @@ __all__ = [
     "TaskID",
     "TaskInformer",
     "TaskInput",
+    "TaskList",
     "TaskOutput",
     "TaskState",
     "TaskWatcher",

@@ -55,18 +55,29 @@ RunOne = Callable[[bytes, "Callable[[Task], Awaitable[None]] | None"], Awaitable
 
 
 def task_failed(task: Task) -> FlameError:
-    """What a task that ended ``FAILED`` is raised as: INTERNAL, with the task's output.
+    """What a task that ended other than ``SUCCEED`` is raised as: INTERNAL, saying why.
 
-    The error carries the task (``error.task``): its id, whole output and
+    A ``FAILED`` task's message carries its output (the error the
+    application reported), or else the message of its failure event; a
+    ``CANCELLED`` one (v0.6) says its session was closed before it ran. The
+    error carries the task (``error.task``): its id, whole output and
     completion time are not lost to the message's shortened text.
     """
+    where = f"task {task.id} of session {task.session_id}"
+    if task.state is TaskState.CANCELLED:
+        return FlameError(
+            FlameErrorCode.INTERNAL,
+            f"{where} was cancelled: its session was closed before the task ran",
+            task=task,
+        )
     text = (task.output or b"").decode("utf-8", "replace").strip()
+    if not text:
+        failures = [e.message for e in task.events if e.code == TaskState.FAILED and e.message]
+        text = failures[-1] if failures else ""
     if len(text) > 2000:
         text = text[:2000] + " [...]"
     return FlameError(
-        FlameErrorCode.INTERNAL,
-        f"task {task.id} of session {task.session_id} failed: {text or '(no output)'}",
-        task=task,
+        FlameErrorCode.INTERNAL, f"{where} failed: {text or '(no output)'}", task=task
     )
 
 
@@ -79,7 +90,7 @@ class TaskFailure:
     error: FlameError
     """Why: the task failed (its output is in the message), or a call was refused or lost."""
     task: Task | None = None
-    """The ``FAILED`` task, or None when no task was created or seen to finish."""
+    """The ``FAILED`` or ``CANCELLED`` task; None when no task was created or seen to finish."""
 
 
 class TaskFailures(FlameError):
@@ -88,7 +99,7 @@ class TaskFailures(FlameError):
     ``failures`` lists each failed input, in the order they failed.
     ``tasks`` (from :meth:`SessionClient.run_tasks` only; None from
     ``as_completed``, which keeps no task) holds one place per input: the
-    finished task, ``FAILED`` ones included, or None where no task finished.
+    finished task, ``FAILED`` and ``CANCELLED`` ones included, or None where no task finished.
     The ``code`` is the failures' code when they all share one, else
     ``INTERNAL``.
     """
@@ -287,7 +298,7 @@ class FanOut:
             except FlameError as error:
                 await self._failed(index, error, None)
                 continue
-            if task.state is not TaskState.SUCCEED:
+            if task.state is not TaskState.SUCCEED:  # FAILED or CANCELLED
                 await self._failed(index, task_failed(task), task)
             else:
                 await deliver(index, task)

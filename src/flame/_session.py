@@ -34,11 +34,11 @@ from ._fanout import (
     task_failed,
 )
 from ._informer import INFORMER_BUFFER, Informing, TaskInformer
-from ._proto.v04 import flame as pb
 from ._transport import Stream
 from ._types import (
     _COMPLETED,
-    _SESSION_STATES,
+    Event,
+    ResourceRequirement,
     SessionID,
     SessionState,
     Task,
@@ -47,18 +47,16 @@ from ._types import (
     TaskState,
     _check_bytes,
     _check_id,
-    _enum,
     _invalid,
-    _optional_time,
     _task_from_fields,
-    _time,
 )
 from ._wire import TaskFields
+from ._wires import SessionFields
 
 if TYPE_CHECKING:
     from ._connection import Connection
 
-__all__ = ["Session", "SessionClient", "TaskWatcher", "session_from_pb"]
+__all__ = ["Session", "SessionClient", "TaskWatcher", "session_from_fields"]
 
 log = logging.getLogger("flame.client")
 
@@ -66,6 +64,9 @@ _S = TypeVar("_S", bound="SessionClient")
 
 #: Told each new state of a task, in order.
 Note = Callable[[Task], Awaitable[None]]
+
+
+_FAILED = int(TaskState.FAILED)
 
 
 def _finished(message: TaskFields) -> bool:
@@ -155,6 +156,7 @@ class TaskWatcher:
     def __init__(self, client: SessionClient, task_id: TaskID) -> None:
         # The session client's calls: a sibling of this module.
         self._watch = _Watch(client._calls, client.id, task_id)
+        self._scale = client._calls.scale
         self._session_id = client.id
         self._task_id = task_id
 
@@ -168,7 +170,7 @@ class TaskWatcher:
         message = await self._watch.next()
         if message is None:
             raise StopAsyncIteration
-        return _task_from_fields(message)
+        return _task_from_fields(message, self._scale)
 
     async def aclose(self) -> None:
         """Stop watching and close the stream; harmless when already closed."""
@@ -222,12 +224,14 @@ class SessionClient:
         input is not bytes, and ``INVALID_STATE`` when the session is closed.
         """
         data = _check_bytes(input_data, "input_data")
-        return _task_from_fields(await self._calls.create_task(self.id, data))
+        calls = self._calls
+        return _task_from_fields(await calls.create_task(self.id, data), calls.scale)
 
     async def get_task(self, task_id: TaskID) -> Task:
         """The task ``task_id`` as it is now; FlameError ``NOT_FOUND`` if none."""
         task_id = _check_id(task_id, "task_id")
-        return _task_from_fields(await self._calls.get_task(self.id, task_id))
+        calls = self._calls
+        return _task_from_fields(await calls.get_task(self.id, task_id), calls.scale)
 
     def watch_task(self, task_id: TaskID) -> TaskWatcher:
         """Follow the task ``task_id``: an async iterator of its new states.
@@ -237,7 +241,8 @@ class SessionClient:
             async for update in session.watch_task(task.id):
                 print(update.state)
 
-        It ends after the task's final state (``SUCCEED`` or ``FAILED``). Use
+        It ends after the task's final state (``SUCCEED``, ``FAILED`` or
+        ``CANCELLED``). Use
         ``async with session.watch_task(task.id) as updates:`` to have the
         stream closed at a known point even when leaving the loop early.
         """
@@ -253,11 +258,13 @@ class SessionClient:
         """Create a task with ``input_data``, wait for it to finish, and return it.
 
         The returned :class:`Task` is in its final state, whatever that is:
-        ``SUCCEED`` with its ``output``, or ``FAILED`` with the output the
-        application gave (usually its error's text). Look at ``task.state``;
-        or, as with ``subprocess.run``, pass ``check=True`` to have a task
-        that did not succeed raised instead, as FlameError ``INTERNAL`` whose
-        ``task`` attribute is the failed task::
+        ``SUCCEED`` with its ``output``; ``FAILED`` with the output the
+        application gave (usually its error's text; on v0.5 and v0.6 the
+        reason is in its ``events``); or, on v0.6, ``CANCELLED`` (its session
+        was closed before it ran). Look at ``task.state``; or, as with
+        ``subprocess.run``, pass ``check=True`` to have a task that did not
+        succeed raised instead, as FlameError ``INTERNAL`` whose ``task``
+        attribute is the failed task::
 
             task = await session.run_task(b"exit 3")
             if task.state is TaskState.FAILED:
@@ -327,11 +334,14 @@ class SessionClient:
         the created one first, the final one last.
         """
         calls = self._calls
+        scale = calls.scale
         created = await calls.create_task(self.id, data)
         if note is None:
             final = created if _finished(created) else await self._wait(created.id)
-            return _task_from_fields(final)
-        task = _task_from_fields(created)
+            if final.state == _FAILED:
+                final = await self._with_events(final, created.id)
+            return _task_from_fields(final, scale)
+        task = _task_from_fields(created, scale)
         await note(task)
         if task.is_completed():
             return task
@@ -340,14 +350,26 @@ class SessionClient:
         async def seen(message: TaskFields) -> None:
             # A cluster may send the current state first: each state is told once.
             if message.has_status and message.state != last[0].state:
-                last[0] = _task_from_fields(message)
+                last[0] = _task_from_fields(message, scale)
                 await note(last[0])
 
         final = await self._wait(created.id, seen)
+        if final.state == _FAILED:
+            final = await self._with_events(final, created.id)
         if last[0].state != final.state:
-            last[0] = _task_from_fields(final)
+            last[0] = _task_from_fields(final, scale)
             await note(last[0])
         return last[0]
+
+    async def _with_events(self, final: TaskFields, task_id: str) -> TaskFields:
+        """``final``, fetched again if it failed without the events that say why.
+
+        On v0.5 and v0.6 a failure's reason is in its events, which a watch's
+        messages may lack (only GetTask always carries them).
+        """
+        if final.events or not self._calls.wire.has_events:
+            return final
+        return await self._calls.get_task(self.id, task_id)
 
     async def _wait(
         self,
@@ -461,7 +483,8 @@ class SessionClient:
 
     async def close(self) -> Session:
         """Close the session (see :meth:`Connection.close_session`) and return it."""
-        closed = session_from_pb(await self._calls.close_session(self.id), self._calls)
+        calls = self._calls
+        closed = session_from_fields(await calls.call(calls.wire.close_session(self.id)), calls)
         self._closed = True
         return closed
 
@@ -494,8 +517,12 @@ class Session(SessionClient):
     """A session, as the cluster reported it, and the client for its tasks.
 
     The fields are a snapshot taken when the session was fetched
-    (:meth:`close` refreshes them). ``pending``, ``running``, ``succeed`` and
-    ``failed`` count the session's tasks by state.
+    (:meth:`close` refreshes them). ``pending``, ``running``, ``succeed``,
+    ``failed`` and ``cancelled`` (v0.6) count the session's tasks by state.
+    ``slots`` is 1 on v0.6, which has none; ``min_instances``,
+    ``max_instances``, ``priority``, ``resreq`` and ``events`` are v0.6's
+    (``events`` v0.5's too: GetSession and ListSession carry them), and
+    keep their defaults on the wires without them.
     """
 
     id: SessionID
@@ -508,6 +535,12 @@ class Session(SessionClient):
     succeed: int = 0
     failed: int = 0
     completion_time: datetime | None = None
+    cancelled: int = 0
+    min_instances: int = 0
+    max_instances: int | None = None
+    priority: int = 0
+    resreq: ResourceRequirement | None = None
+    events: tuple[Event, ...] = ()
     _calls: FrontendCalls = attrs.field(kw_only=True, eq=False, repr=False)
     _closed: bool = attrs.field(init=False, default=False, eq=False, repr=False)
 
@@ -518,24 +551,14 @@ class Session(SessionClient):
         self.completion_time = closed.completion_time
         self.pending, self.running = closed.pending, closed.running
         self.succeed, self.failed = closed.succeed, closed.failed
+        self.cancelled = closed.cancelled
         return self
 
 
-def session_from_pb(message: pb.Session, calls: FrontendCalls) -> Session:
-    """The Session the cluster described in ``message``, its tasks called through ``calls``."""
-    metadata = message.metadata or pb.Metadata()
-    spec = message.spec or pb.SessionSpec()
-    status = message.status or pb.SessionStatus()
-    return Session(
-        id=metadata.id,
-        application=spec.application,
-        slots=spec.slots,
-        state=_enum(_SESSION_STATES, status.state, "session state"),
-        creation_time=_time(status.creation_time),
-        pending=status.pending,
-        running=status.running,
-        succeed=status.succeed,
-        failed=status.failed,
-        completion_time=_optional_time(status.completion_time),
-        calls=calls,
-    )
+_SESSION_FIELDS = tuple(field.name for field in attrs.fields(SessionFields))
+
+
+def session_from_fields(fields: SessionFields, calls: FrontendCalls) -> Session:
+    """The Session a wire's codec read, its tasks called through ``calls``."""
+    values = {name: getattr(fields, name) for name in _SESSION_FIELDS}
+    return Session(**values, calls=calls)

@@ -38,11 +38,14 @@ repeated message field, and skips fields it does not know.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._proto.v04 import flame as pb
+if TYPE_CHECKING:
+    from ._proto.v04 import flame as pb
 
 __all__ = [
     "HandEncodedTask",
@@ -198,9 +201,32 @@ class HandEncodedTask:
         return hints
 
 
-@dataclass(eq=False, repr=False)
-class WireTask(HandEncodedTask, pb.Task):  # type: ignore[misc]
-    """A v0.4 ``pb.Task`` that encodes itself with :func:`encode_task`."""
+def _v04() -> ModuleType:
+    """v0.4's generated module, imported when first needed: ``import flame`` loads none."""
+    return importlib.import_module("._proto.v04.flame", __package__)
+
+
+if TYPE_CHECKING:
+
+    @dataclass(eq=False, repr=False)
+    class WireTask(HandEncodedTask, pb.Task):  # type: ignore[misc]
+        """A v0.4 ``pb.Task`` that encodes itself with :func:`encode_task`."""
+
+else:
+
+    def __getattr__(name: str) -> Any:
+        # WireTask derives from v0.4's generated Task: made on first use.
+        if name != "WireTask":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+        @dataclass(eq=False, repr=False)
+        class WireTask(HandEncodedTask, _v04().Task):
+            """A v0.4 ``pb.Task`` that encodes itself with :func:`encode_task`."""
+
+        WireTask.__module__ = __name__
+        WireTask.__qualname__ = "WireTask"
+        globals()["WireTask"] = WireTask
+        return WireTask
 
 
 _GENERATED = __name__.rpartition(".")[0] + "._proto."
@@ -296,12 +322,16 @@ class TaskFields:
         """Whether the task is in a final state: Succeed, Failed or (v0.6) Cancelled."""
         return 2 <= self.state <= 4
 
-    def to_pb(self, cls: type[Any] = pb.Task) -> Any:
+    def to_pb(self, cls: type[Any] | None = None) -> Any:
         """The task as a message of ``cls``: a wire's generated ``Task``, or a subclass of one.
+
+        ``cls`` is v0.4's ``Task`` unless given.
 
         It is what ``cls.parse`` makes of the same bytes: a field ``cls``'s
         wire lacks (``owner`` on v0.6, ``events`` on v0.4) is left out.
         """
+        if cls is None:
+            cls = _v04().Task
         parts = _task_parts(cls)
         metadata = status = None
         if self.has_metadata:
@@ -584,6 +614,7 @@ def _text(found: dict[int, list[bytes]], number: int) -> str:
 
 def decode_create_task(data: bytes) -> pb.CreateTaskRequest:
     """Read a ``CreateTaskRequest``; ValueError if ``data`` is not one."""
+    pb = _v04()
     parts = _delimited_fields(data, "CreateTaskRequest", {1: "task"}).get(1)
     if parts is None:
         return pb.CreateTaskRequest()
@@ -602,10 +633,10 @@ _TASK_REQUEST_FIELDS = {1: "task_id", 2: "session_id"}
 def decode_get_task(data: bytes) -> pb.GetTaskRequest:
     """Read a ``GetTaskRequest``; ValueError if ``data`` is not one."""
     found = _delimited_fields(data, "GetTaskRequest", _TASK_REQUEST_FIELDS)
-    return pb.GetTaskRequest(task_id=_text(found, 1), session_id=_text(found, 2))
+    return _v04().GetTaskRequest(task_id=_text(found, 1), session_id=_text(found, 2))
 
 
 def decode_watch_task(data: bytes) -> pb.WatchTaskRequest:
     """Read a ``WatchTaskRequest``; ValueError if ``data`` is not one."""
     found = _delimited_fields(data, "WatchTaskRequest", _TASK_REQUEST_FIELDS)
-    return pb.WatchTaskRequest(task_id=_text(found, 1), session_id=_text(found, 2))
+    return _v04().WatchTaskRequest(task_id=_text(found, 1), session_id=_text(found, 2))

@@ -14,13 +14,20 @@ import pytest
 
 import flame
 from flame._proto.v04 import flame as pb
-from flame._types import _application_from_pb, _task_from_pb
+from flame._types import _task_from_fields
+from flame._wire import decode_task
+from flame._wires.v04 import application_from_pb as _application_from_pb
+
+
+def _task_from_pb(message: pb.Task) -> flame.Task:
+    return _task_from_fields(decode_task(bytes(message)))
 
 
 def test_enums_have_the_reference_names_and_values() -> None:
     expected = {
         flame.SessionState: {"OPEN": 0, "CLOSED": 1},
-        flame.TaskState: {"PENDING": 0, "RUNNING": 1, "SUCCEED": 2, "FAILED": 3},
+        # CANCELLED: v0.6's, beyond the reference.
+        flame.TaskState: {"PENDING": 0, "RUNNING": 1, "SUCCEED": 2, "FAILED": 3, "CANCELLED": 4},
         flame.ApplicationState: {"ENABLED": 0, "DISABLED": 1},
         flame.Shim: {"LOG": 0, "STDIO": 1, "WASM": 2, "SHELL": 3, "GRPC": 4},
     }
@@ -101,10 +108,41 @@ def test_data_types_are_attrs_classes_with_the_reference_fields() -> None:
             "completion_time",
         ],
     }
+    # What v0.5 and v0.6 brought follows the reference's fields, in this order.
+    later = {
+        flame.SessionAttributes: ["id", "min_instances", "max_instances", "priority", "resreq"],
+        flame.ApplicationAttributes: [
+            "description",
+            "labels",
+            "image",
+            "max_instances",
+            "delay_release",
+            "schema",
+            "installer",
+        ],
+        flame.Task: ["events"],
+        flame.Application: [
+            "description",
+            "labels",
+            "image",
+            "max_instances",
+            "delay_release",
+            "schema",
+            "installer",
+        ],
+        flame.Session: [
+            "cancelled",
+            "min_instances",
+            "max_instances",
+            "priority",
+            "resreq",
+            "events",
+        ],
+    }
     for cls, names in fields.items():
         assert attrs.has(cls)
         public = [f.name for f in attrs.fields(cls) if not f.name.startswith("_")]
-        assert public == names, cls
+        assert public == names + later[cls], cls
     assert issubclass(flame.Session, flame.SessionClient)
 
 
@@ -149,6 +187,8 @@ def test_application_attributes_accept_names_values_and_mappings() -> None:
     assert flame.ApplicationAttributes(**{"shim": flame.Shim.SHELL, "command": "python"}) == (
         flame.ApplicationAttributes(shim=flame.Shim.SHELL, command="python")
     )
+    # HOST (v0.5's and v0.6's name) is the same member as GRPC.
+    assert flame.ApplicationAttributes(shim="host").shim is flame.Shim.GRPC is flame.Shim.HOST
     for kwargs, words in [
         ({"shim": "nope"}, "shim"),
         ({"shim": 9}, "shim"),
@@ -186,7 +226,9 @@ def test_is_completed() -> None:
         flame.TaskState.RUNNING: False,
         flame.TaskState.SUCCEED: True,
         flame.TaskState.FAILED: True,
+        flame.TaskState.CANCELLED: True,
     }
+    assert {state for state, final in done.items() if final} == flame.FINAL_TASK_STATES
 
 
 def test_messages_become_plain_objects_with_utc_times() -> None:

@@ -264,12 +264,16 @@ async def test_a_silent_endpoint_fails_in_bounded_time_naming_it() -> None:
         address = f"http://127.0.0.1:{port}"
         async with anyio.create_task_group() as group:
             group.start_soon(listener.serve, _hold_open)
-            async with await flame.connect(address, request_timeout=0.5) as conn:
+            # Finding out the wire is a request too: bounded the same way.
+            with pytest.raises(FlameError) as probing:
+                await flame.connect(address, request_timeout=0.5)
+            async with await flame.connect(address, request_timeout=0.5, wire="v0.4") as conn:
                 with pytest.raises(FlameError) as caught:
                     await conn.list_sessions()
             group.cancel_scope.cancel()
-    assert caught.value.code == FlameErrorCode.TIMEOUT
-    assert address in caught.value.message
+    for error in (probing.value, caught.value):
+        assert error.code == FlameErrorCode.TIMEOUT
+        assert address in error.message
 
 
 async def _hold_open(stream: anyio.abc.SocketStream) -> None:
