@@ -1,19 +1,29 @@
-"""Every code example of the API reference runs as written against an embedded cluster.
+"""Every code example of the API reference runs as written, against every wire.
 
 The examples are copied verbatim from the reference (flame-python-sdk-api.md);
-the only change is the endpoint, which is the running cluster's. They run in
-one namespace, in an order where each finds the names it uses: ``conn`` from
-the connect example, and ``session_client`` and ``task`` from the setup
-below, which uses the public API only.
+the only change is the endpoint, which is the running server's: the embedded
+cluster, and the test servers of v0.4, v0.5 and v0.6. They run in one
+namespace, in an order where each finds the names it uses: ``conn`` from the
+connect example, and ``session_client`` and ``task`` from the setup below,
+which uses the public API only.
+
+One example cannot do on v0.5 and v0.6 what it does on v0.4: it registers a
+Shell application, a shim those wires do not have. There it raises
+FlameError ``INVALID_ARGUMENT`` naming the wire, as documented, rather than
+register something the cluster would misread.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from v04_server import serve_v04
+from v06_server import serve_v05, serve_v06
 
 import flame
 from flame.local import LocalCluster
@@ -61,10 +71,11 @@ except FlameError as e:
         print(f"Configuration error: {e.message}")
 """
 
-# Not from the reference: what its examples assume exists.
+# Not from the reference: what its examples assume exists (an application of
+# the wire's default shim: Log on v0.4, Host on v0.5 and v0.6).
 SETUP = """
-await conn.register_application("log-app", {"shim": Shim.LOG})
-session_client = await conn.create_session(SessionAttributes(application="log-app", slots=1))
+await conn.register_application("default-app", {})
+session_client = await conn.create_session(SessionAttributes(application="default-app", slots=1))
 task = await session_client.create_task(b"some input")
 """
 
@@ -76,12 +87,36 @@ async def _run(source: str, namespace: dict[str, Any]) -> None:
         await result
 
 
+@contextlib.asynccontextmanager
+async def _serving(target: str) -> AsyncIterator[str]:
+    if target == "local":
+        async with LocalCluster(slots=2) as cluster:
+            yield cluster.endpoint
+    else:
+        serving = {"v0.4": serve_v04, "v0.5": serve_v05, "v0.6": serve_v06}[target]()
+        async with serving as server:
+            yield server.endpoint
+
+
+@pytest.mark.parametrize("target", ["local", "v0.4", "v0.5", "v0.6"])
 async def test_the_reference_examples_run_as_written(
-    cluster: LocalCluster, capsys: pytest.CaptureFixture[str]
+    target: str, anyio_backend: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    async with _serving(target) as endpoint:
+        await _run_examples(endpoint, capsys)
+
+
+async def _run_examples(endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
     namespace: dict[str, Any] = {name: getattr(flame, name) for name in flame.__all__}
-    await _run(CONNECT.replace("http://localhost:8080", cluster.endpoint), namespace)
-    await _run(REGISTER, namespace)
+    await _run(CONNECT.replace("http://localhost:8080", endpoint), namespace)
+    wire = namespace["conn"].wire
+    if wire == "v0.4":
+        await _run(REGISTER, namespace)
+    else:
+        with pytest.raises(flame.FlameError) as caught:
+            await _run(REGISTER, namespace)
+        assert caught.value.code == flame.FlameErrorCode.INVALID_ARGUMENT
+        assert "Shim.SHELL" in caught.value.message and wire in caught.value.message
     await _run(SETUP, namespace)
     await _run(INFORMER, namespace)
     await _run(WATCHER, namespace)

@@ -274,6 +274,8 @@ def test_importing_flame_starts_nothing() -> None:
         "import sys, threading, flame\n"
         "assert threading.active_count() == 1\n"
         "assert 'yaml' not in sys.modules\n"
+        # A wire's generated code is loaded when a connection speaks it.
+        "assert not [m for m in sys.modules if m.startswith('flame._proto.v0')]\n"
         "import logging; assert not logging.getLogger('flame').handlers\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -293,3 +295,16 @@ def test_a_flame_error_carries_its_task_through_pickle() -> None:
     assert again.code is flame.FlameErrorCode.INTERNAL and again.message == "task 7 failed"
     plain = pickle.loads(pickle.dumps(flame.FlameError(flame.FlameErrorCode.INTERNAL, "x")))
     assert plain.task is None and plain.message == "x"
+
+
+def test_a_wire_loads_its_own_generated_code_only() -> None:
+    code = (
+        "import sys, flame._wires as wires\n"
+        "wires.wire_for('v0.6')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('flame._proto.v0')))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "flame._proto.v06" in loaded
+    assert "v04" not in loaded and "v05" not in loaded
