@@ -16,9 +16,17 @@ it runs 100,000 tasks with ``concurrency=256`` and compares the client's peak
 memory with that of a run ten times smaller: it must not grow with the
 number of tasks.
 
+``--wires`` compares instead the client's CPU per task on the v0.4 and v0.6
+wires, under asyncio and trio, runs of the two wires alternating for
+``--rounds`` rounds. Each wire's server runs in its own process: ``flame
+local --wire v0.6`` and ``flame local`` when the embedded cluster speaks
+v0.6, else the test servers of the two wires (``tests/v04_server.py``,
+``tests/v06_server.py``), which the table says.
+
     pip install -e '.[bench]'
     python benchmarks/throughput.py                 # the whole table
     python benchmarks/throughput.py --tasks 2000 --skip-memory   # a quick look
+    python benchmarks/throughput.py --wires --tasks 5000 --rounds 3
 """
 
 from __future__ import annotations
@@ -28,14 +36,17 @@ import json
 import os
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import psutil
 
 APP = "bench-log"
+TESTS = Path(__file__).resolve().parent.parent / "tests"
 
 
 def free_port() -> int:
@@ -157,28 +168,77 @@ def run_flamepy(endpoint: str, tasks: int, concurrency: int) -> None:
 # Driver
 
 
-def start_cluster(port: int, slots: int) -> subprocess.Popen[bytes]:
-    config = os.path.join(tempfile.mkdtemp(prefix="flame-bench-"), "flame-conf.yaml")
-    with open(config, "w") as f:
-        f.write(f"applications:\n  - name: {APP}\n    shim: Log\n")
+def serve_test_server(wire: str, port: int) -> None:
+    """Serve the test server of ``wire`` on ``port`` with the application registered, forever."""
+    import anyio
+
+    sys.path.insert(0, str(TESTS))
+    if wire == "v0.4":
+        from v04_server import serve_v04 as serve
+    else:
+        from v06_server import serve_v06 as serve  # type: ignore[assignment]
+
+    async def main() -> None:
+        async with serve(port=port) as server:
+            pb = server.frontend.pb if wire != "v0.4" else __import__("v04_server").pb
+            shim = pb.Shim.Log if wire == "v0.4" else pb.Shim.Host
+            request = pb.RegisterApplicationRequest(
+                name=APP, application=pb.ApplicationSpec(shim=shim)
+            )
+            await server.loop.run(server.frontend.register_application, request)
+            await anyio.sleep_forever()
+
+    anyio.run(main)
+
+
+def local_speaks(wire: str) -> bool:
+    """Whether ``flame local`` here can serve ``wire``."""
+    if wire == "v0.4":
+        return True
+    said = subprocess.run(
+        [sys.executable, "-m", "flame._cli", "local", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return "--wire" in said
+
+
+def start_test_server(port: int, wire: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flame._cli",
-            "local",
-            "--endpoint",
-            f"http://127.0.0.1:{port}",
-            "--slots",
-            str(slots),
-            "--config",
-            config,
-            "--log-level",
-            "warning",
-        ],
+        [sys.executable, __file__, "--as-server", wire, "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    return _wait_listening(proc, port, f"the {wire} test server")
+
+
+def start_cluster(port: int, slots: int, wire: str | None = None) -> subprocess.Popen[bytes]:
+    config = os.path.join(tempfile.mkdtemp(prefix="flame-bench-"), "flame-conf.yaml")
+    shim = "Log" if wire in (None, "v0.4") else "Host"
+    with open(config, "w") as f:
+        f.write(f"applications:\n  - name: {APP}\n    shim: {shim}\n")
+    command = [
+        sys.executable,
+        "-m",
+        "flame._cli",
+        "local",
+        "--endpoint",
+        f"http://127.0.0.1:{port}",
+        "--slots",
+        str(slots),
+        "--config",
+        config,
+        "--log-level",
+        "warning",
+    ]
+    if wire is not None:
+        command += ["--wire", wire]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return _wait_listening(proc, port, "flame local")
+
+
+def _wait_listening(proc: subprocess.Popen[bytes], port: int, what: str) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -187,10 +247,10 @@ def start_cluster(port: int, slots: int) -> subprocess.Popen[bytes]:
         except OSError:
             if proc.poll() is not None:
                 said = proc.stdout.read().decode() if proc.stdout else ""
-                raise SystemExit(f"flame local exited: {said}") from None
+                raise SystemExit(f"{what} exited: {said}") from None
             time.sleep(0.1)
     proc.kill()
-    raise SystemExit("flame local did not start within 30 s")
+    raise SystemExit(f"{what} did not start within 30 s")
 
 
 def one_run(
@@ -234,10 +294,20 @@ def main() -> None:
         default="flame-asyncio,flame-uvloop,flame-trio,flame-sync,flamepy",
         help="comma list",
     )
+    parser.add_argument("--wires", action="store_true", help="v0.4 vs v0.6 client CPU per task")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --wires")
     parser.add_argument("--as-client", help=argparse.SUPPRESS)
+    parser.add_argument("--as-server", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.as_server:
+        serve_test_server(args.as_server, args.port)
+        return
+    if args.wires:
+        compare_wires(args)
+        return
     if args.as_client:
         if args.as_client == "flamepy":
             run_flamepy(args.endpoint, args.tasks, args.concurrency)
@@ -295,6 +365,65 @@ def main() -> None:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def compare_wires(args: argparse.Namespace) -> None:
+    """The client's CPU per task on v0.4 and on v0.6, runs alternating, each server on its own."""
+    embedded = local_speaks("v0.6")
+    servers: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
+    try:
+        for wire in ("v0.4", "v0.6"):
+            port = free_port()
+            if embedded:
+                proc = start_cluster(port, args.slots, wire)
+            else:
+                proc = start_test_server(port, wire)
+            servers[wire] = (f"http://127.0.0.1:{port}", proc)
+        cpu: dict[tuple[str, str], list[float]] = {}
+        rate: dict[tuple[str, str], list[float]] = {}
+        for round_number in range(args.rounds):
+            for backend in ("asyncio", "trio"):
+                # Alternate which wire goes first, so that drift on a shared
+                # machine falls on both alike.
+                order = ("v0.4", "v0.6") if round_number % 2 == 0 else ("v0.6", "v0.4")
+                for wire in order:
+                    endpoint, proc = servers[wire]
+                    r = one_run(
+                        f"flame-{backend}",
+                        endpoint,
+                        args.tasks,
+                        args.concurrency,
+                        psutil.Process(proc.pid),
+                    )
+                    cpu.setdefault((backend, wire), []).append(r["cpu"] / r["tasks"] * 1000)
+                    rate.setdefault((backend, wire), []).append(r["tasks"] / r["seconds"])
+        kind = "flame local (own process)" if embedded else "the wire's test server (own process)"
+        print(
+            f"\n{args.tasks} tasks, {args.concurrency} in flight, {args.rounds} rounds; "
+            f"server: {kind}\n"
+        )
+        header = f"{'backend':<10}{'wire':<7}{'client CPU s/1k (each run)':<36}{'median':>8}"
+        header += f"{'tasks/s':>9}{'vs v0.4':>9}"
+        print(header)
+        print("-" * len(header))
+        for backend in ("asyncio", "trio"):
+            base = statistics.median(cpu[(backend, "v0.4")])
+            for wire in ("v0.4", "v0.6"):
+                runs = cpu[(backend, wire)]
+                median = statistics.median(runs)
+                each = " ".join(f"{value:.3f}" for value in runs)
+                print(
+                    f"{backend:<10}{wire:<7}{each:<36}{median:>8.3f}"
+                    f"{statistics.median(rate[(backend, wire)]):>9.0f}{median / base:>8.2f}x"
+                )
+        print("(client CPU: every thread of the client process, during the run only)")
+    finally:
+        for _, proc in servers.values():
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 if __name__ == "__main__":

@@ -300,12 +300,15 @@ class V04Server:
 
 
 @contextlib.asynccontextmanager
-async def serve_v04() -> AsyncIterator[V04Server]:
-    """Serve a :class:`V04Frontend` on 127.0.0.1 at a free port for the ``async with``."""
+async def serve_v04(*, port: int = 0) -> AsyncIterator[V04Server]:
+    """Serve a :class:`V04Frontend` on 127.0.0.1 (0: a free port) for the ``async with``."""
     loop = open_grpc_loop()
     try:
         frontend = V04Frontend()
-        async with loop.background(frontend.run_executor), serve(loop, [frontend]) as server:
+        async with (
+            loop.background(frontend.run_executor),
+            serve(loop, [frontend], port=port) as server,
+        ):
             yield V04Server(frontend, loop, server.address)
     finally:
         await loop.aclose()

@@ -715,14 +715,14 @@ class WireServer:
 
 
 @contextlib.asynccontextmanager
-async def serve_wire(wire: str, *, ssl: Any = None) -> AsyncIterator[WireServer]:
-    """Serve the Frontend of ``wire`` (``"v0.5"`` or ``"v0.6"``) on 127.0.0.1 at a free port."""
+async def serve_wire(wire: str, *, ssl: Any = None, port: int = 0) -> AsyncIterator[WireServer]:
+    """Serve the Frontend of ``wire`` (``"v0.5"`` or ``"v0.6"``) on 127.0.0.1 (0: a free port)."""
     loop = open_grpc_loop()
     try:
         frontend: _Frontend = V06Frontend() if wire == "v0.6" else V05Frontend()
         async with (
             loop.background(frontend.run_executor),
-            serve(loop, [frontend], ssl=ssl) as server,
+            serve(loop, [frontend], ssl=ssl, port=port) as server,
         ):
             scheme = "https" if ssl is not None else "http"
             endpoint = server.address.replace("http://", f"{scheme}://", 1)
@@ -731,9 +731,11 @@ async def serve_wire(wire: str, *, ssl: Any = None) -> AsyncIterator[WireServer]
         await loop.aclose()
 
 
-def serve_v06(*, ssl: Any = None) -> contextlib.AbstractAsyncContextManager[WireServer]:
+def serve_v06(
+    *, ssl: Any = None, port: int = 0
+) -> contextlib.AbstractAsyncContextManager[WireServer]:
     """Serve a :class:`V06Frontend` for the ``async with``."""
-    return serve_wire("v0.6", ssl=ssl)
+    return serve_wire("v0.6", ssl=ssl, port=port)
 
 
 def serve_v05() -> contextlib.AbstractAsyncContextManager[WireServer]:
