@@ -18,7 +18,7 @@ from ._errors import FlameError, FlameErrorCode
 from ._transport import Channel, Stream
 from ._wire import TaskFields, decode_task, encode_create_task, encode_task_request
 from ._wires import Call, Wire
-from ._wires.probe import probe_wire
+from ._wires.probe import answers_tls, probe_wire
 
 __all__ = ["FrontendCalls", "detect_wire"]
 
@@ -32,7 +32,11 @@ async def detect_wire(channel: Channel, timeout: float | None) -> str:
         return await channel.call(path, request, bytes, timeout=timeout)
 
     endpoint = channel.endpoint
-    return await probe_wire(call, endpoint.url, endpoint.tls)
+
+    async def speaks_tls() -> bool:
+        return await answers_tls(endpoint.host, endpoint.port)
+
+    return await probe_wire(call, endpoint.url, None if endpoint.tls else speaks_tls)
 
 
 class FrontendCalls:

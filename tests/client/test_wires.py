@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import pytest
 import trustme
 from v04_server import V04Server
@@ -96,6 +97,23 @@ async def test_the_probe_of_a_tls_server_over_plaintext_says_to_use_https(
         async with await flame.connect(server.endpoint, ca_file=str(ca_file)) as conn:
             assert conn.wire == "v0.6"
     _refused(caught, FlameErrorCode.INVALID_CONFIG, "https://", plaintext.split("//")[1])
+
+
+async def test_a_server_that_drops_the_probe_without_tls_is_not_called_tls(
+    anyio_backend: str,
+) -> None:
+    async def drop(stream: anyio.abc.SocketStream) -> None:
+        await stream.aclose()
+
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with anyio.create_task_group() as group:
+            group.start_soon(listener.serve, drop)
+            with pytest.raises(FlameError) as caught:
+                await flame.connect(f"http://127.0.0.1:{port}", connect_timeout=5)
+            group.cancel_scope.cancel()
+    assert caught.value.code in (FlameErrorCode.UNAVAILABLE, FlameErrorCode.INTERNAL)
+    assert "https" not in caught.value.message
 
 
 # --------------------------------------------------------------------------

@@ -118,7 +118,8 @@ async def test_a_connections_request_timeout_goes_to_the_cluster() -> None:
     with anyio.fail_after(BOUND):
         async with (
             scripted(handler) as server,
-            await flame.connect(server.url, request_timeout=7) as conn,
+            # The wire named: no probe, only the calls below reach the server.
+            await flame.connect(server.url, request_timeout=7, wire="v0.4") as conn,
         ):
             session = await conn.create_session(flame.SessionAttributes(application="a"))
             await session.create_task(b"x")
@@ -193,7 +194,9 @@ async def test_connect_takes_the_retry_policy(pauses: list[float], attempts: int
     with anyio.fail_after(BOUND):
         async with (
             scripted(handler) as server,
-            await flame.connect(server.url, retry=flame.RetryPolicy(attempts=attempts)) as conn,
+            await flame.connect(
+                server.url, retry=flame.RetryPolicy(attempts=attempts), wire="v0.4"
+            ) as conn,
         ):
             if attempts == 1:
                 with pytest.raises(FlameError) as caught:

@@ -12,17 +12,23 @@ are not read: the same field numbers mean different things across wires.
 Neither call changes anything on the cluster.
 
 A v0.6 server with TLS refuses a plaintext probe at the connection level,
-not with a status; v0.4 and v0.5 have no TLS. So a probe of an ``http://``
-endpoint that fails that way says to use ``https://``.
+not with a status; v0.4 and v0.5 have no TLS. So when the probe of an
+``http://`` endpoint fails, the client tries a TLS handshake there
+(:func:`answers_tls`): if the server answers it, the error says to use
+``https://``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ssl
 from collections.abc import Awaitable, Callable
+
+import anyio
 
 from .._errors import FlameError, FlameErrorCode
 
-__all__ = ["PROBES", "probe_wire"]
+__all__ = ["PROBES", "answers_tls", "probe_wire"]
 
 #: The probe calls, in order, and the wire an OK names.
 PROBES = (
@@ -36,13 +42,16 @@ OLDEST = "v0.4"
 UnaryCall = Callable[[str, bytes], Awaitable[object]]
 
 
-async def probe_wire(call: UnaryCall, endpoint: str, tls: bool) -> str:
+async def probe_wire(
+    call: UnaryCall, endpoint: str, speaks_tls: Callable[[], Awaitable[bool]] | None = None
+) -> str:
     """The wire (``"v0.4"``, ``"v0.5"``, ``"v0.6"``) the server at ``endpoint`` speaks.
 
     ``call`` makes one unary call to the server. A failure other than
     UNIMPLEMENTED is raised, as the FlameError it is, with what was being
-    done; on a plaintext endpoint, one that looks like a TLS server's
-    refusal is raised as ``INVALID_CONFIG``, saying to use ``https://``.
+    done; ``speaks_tls`` (given for a plaintext endpoint) tells whether the
+    server answers TLS instead, in which case ``INVALID_CONFIG`` is raised,
+    saying to use ``https://``.
     """
     for path, wire in PROBES:
         try:
@@ -50,21 +59,44 @@ async def probe_wire(call: UnaryCall, endpoint: str, tls: bool) -> str:
         except FlameError as error:
             if error.code is FlameErrorCode.UNIMPLEMENTED:
                 continue
+            tls = False
+            if speaks_tls is not None and error.code in (
+                FlameErrorCode.UNAVAILABLE,
+                FlameErrorCode.INTERNAL,
+            ):
+                tls = await speaks_tls()
             raise _probe_failed(error, endpoint, tls) from None
         return wire
     return OLDEST
 
 
+async def answers_tls(host: str, port: int, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
+    """Whether the server at ``host:port`` completes a TLS handshake (its certificate unchecked).
+
+    Only the handshake is made; nothing is sent over it.
+    """
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with anyio.fail_after(timeout):
+            stream = await anyio.connect_tcp(host, port, ssl_context=context, tls=True)
+    except Exception:
+        return False
+    # The handshake is done: that is the answer, whatever closing says.
+    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+        await anyio.aclose_forcefully(stream)
+    return True
+
+
 def _probe_failed(error: FlameError, endpoint: str, tls: bool) -> FlameError:
-    # A TLS server that reads our plaintext preface answers with a TLS alert
-    # (bytes no HTTP/2 frame starts with) or closes the connection.
-    if not tls and error.code in (FlameErrorCode.UNAVAILABLE, FlameErrorCode.INTERNAL):
+    if tls:
         secure = "https://" + endpoint.partition("://")[2]
         return FlameError(
             FlameErrorCode.INVALID_CONFIG,
             f"finding out which Flame wire {endpoint} speaks failed: {error.message}. "
-            f"A Flame v0.6 cluster that serves TLS answers plaintext so: if it does, "
-            f"connect to {secure!r} (with ca_file= for a private CA)",
+            f"The server speaks TLS (as a Flame v0.6 cluster may): connect to {secure!r} "
+            "(with ca_file= for a private CA)",
         )
     return FlameError(
         error.code, f"finding out which Flame wire {endpoint} speaks failed: {error.message}"
