@@ -466,13 +466,22 @@ async def test_a_cancelled_task_is_not_a_success_for_run_task_and_run_tasks(
         except FlameError as error:
             outcomes.append(error)
 
+    returned: list[flame.Task] = []
+
+    async def run_returning() -> None:
+        returned.append(await session.run_task(b"steps"))
+
     async with anyio.create_task_group() as group:
-        group.start_soon(run, session.run_task(b"steps", informer))
+        group.start_soon(run, session.run_task(b"steps", informer, check=True))
+        group.start_soon(run_returning)
         group.start_soon(run, session.run_tasks([b"steps", b"steps"], fail_fast=False))
-        await v06.wait_for_watches(3)
+        await v06.wait_for_watches(4)
         await v06_conn.close_session(session.id)
+    # Returned as it is without check=True; raised with it, like a failure.
+    assert [task.state for task in returned] == [TaskState.CANCELLED]
     single = next(e for e in outcomes if not isinstance(e, flame.TaskFailures))
     assert single.code == FlameErrorCode.INTERNAL and "cancelled" in single.message
+    assert single.task is not None and single.task.state is TaskState.CANCELLED
     assert informer.states == [TaskState.PENDING, TaskState.CANCELLED]
     assert informer.errors == [single]
     failures = next(e for e in outcomes if isinstance(e, flame.TaskFailures))
@@ -492,12 +501,13 @@ async def test_v06_task_events_and_times_in_milliseconds(v06_conn: flame.Connect
     )
     assert all(_recent(e.creation_time) for e in fetched.events)
     assert fetched.creation_time <= fetched.events[-1].creation_time
-    with pytest.raises(FlameError) as caught:
-        await session.run_task(b"fail:the service said no")
+    failed = await session.run_task(b"fail:the service said no")
     # The reason is the failure event's message: the client fetched the task for it.
-    _refused(caught, FlameErrorCode.INTERNAL, "the service said no")
-    failed = await session.get_task("2")
     assert (failed.state, failed.output, failed.events[-1].code) == (TaskState.FAILED, None, 3)
+    assert failed.events[-1].message == "the service said no"
+    with pytest.raises(FlameError) as caught:
+        await session.run_task(b"fail:the service said no", check=True)
+    _refused(caught, FlameErrorCode.INTERNAL, "the service said no")
 
 
 async def test_v05_events_and_times_in_seconds(v05_conn: flame.Connection) -> None:
@@ -508,7 +518,7 @@ async def test_v05_events_and_times_in_seconds(v05_conn: flame.Connection) -> No
     assert fetched.events[1].message == "Task completed successfully on host host-1."
     assert _recent(fetched.creation_time) and _recent(fetched.events[0].creation_time)
     with pytest.raises(FlameError) as caught:
-        await session.run_task(b"fail:v05 says no")
+        await session.run_task(b"fail:v05 says no", check=True)
     _refused(caught, FlameErrorCode.INTERNAL, "v05 says no")
 
 
