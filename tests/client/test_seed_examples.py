@@ -21,12 +21,13 @@ import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
+import attrs
 import pytest
 from v04_server import serve_v04
 from v06_server import serve_v05, serve_v06
 
 import flame
-from flame.local import LocalCluster
+from flame.local import ClusterConfig, LocalCluster
 
 CONNECT = """
 conn = await Connection.connect("http://localhost:8080")
@@ -87,10 +88,20 @@ async def _run(source: str, namespace: dict[str, Any]) -> None:
         await result
 
 
+#: Whether the embedded cluster can be told its wire (ClusterConfig.wire).
+LOCAL_WIRES = "wire" in attrs.fields_dict(ClusterConfig)
+
+
 @contextlib.asynccontextmanager
 async def _serving(target: str) -> AsyncIterator[str]:
     if target == "local":
         async with LocalCluster(slots=2) as cluster:
+            yield cluster.endpoint
+    elif target == "local-v0.6":
+        if not LOCAL_WIRES:
+            pytest.skip("the embedded cluster speaks v0.4 only here")
+        config = ClusterConfig(wire="v0.6")  # type: ignore[call-arg, unused-ignore]
+        async with LocalCluster(config, slots=2) as cluster:
             yield cluster.endpoint
     else:
         serving = {"v0.4": serve_v04, "v0.5": serve_v05, "v0.6": serve_v06}[target]()
@@ -98,7 +109,7 @@ async def _serving(target: str) -> AsyncIterator[str]:
             yield server.endpoint
 
 
-@pytest.mark.parametrize("target", ["local", "v0.4", "v0.5", "v0.6"])
+@pytest.mark.parametrize("target", ["local", "local-v0.6", "v0.4", "v0.5", "v0.6"])
 async def test_the_reference_examples_run_as_written(
     target: str, anyio_backend: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
