@@ -20,12 +20,16 @@ from .. import (
     DEFAULT_CONNECT_TIMEOUT,
     Application,
     ApplicationAttributes,
+    Executor,
     Keepalive,
+    Node,
     RetryPolicy,
     SessionAttributes,
     SessionID,
+    Task,
 )
 from .._transport import MAX_MESSAGE_BYTES
+from ._iterators import BlockingIterator
 from ._portal import Portal
 from ._session import Session, SessionClient, bind
 
@@ -71,6 +75,8 @@ class Connection:
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         keepalive: Keepalive | None = Keepalive(),  # noqa: B008 - frozen, as the async default
         auth_token: str | None = None,
+        wire: str | None = None,
+        context: str | None = None,
         backend: str = "asyncio",
         backend_options: Mapping[str, Any] | None = None,
     ) -> Connection:
@@ -95,6 +101,8 @@ class Connection:
                     max_message_bytes=max_message_bytes,
                     keepalive=keepalive,
                     auth_token=auth_token,
+                    wire=wire,
+                    context=context,
                 )
             )
         except BaseException:
@@ -107,6 +115,11 @@ class Connection:
     def endpoint(self) -> str:
         """The URL this connection talks to."""
         return self._connection.endpoint
+
+    @property
+    def wire(self) -> str:
+        """The Flame wire the cluster speaks: ``"v0.4"``, ``"v0.5"`` or ``"v0.6"``."""
+        return self._connection.wire
 
     @property
     def backend(self) -> str:
@@ -164,9 +177,18 @@ class Connection:
         """Every registered application."""
         return self._portal.call(self._connection.list_applications)
 
+    def get_application(self, name: str) -> Application:
+        """The application ``name``: :meth:`flame.Connection.get_application`."""
+        return self._portal.call(partial(self._connection.get_application, name))
+
     # -- sessions ------------------------------------------------------------
 
-    def create_session(self, attrs: SessionAttributes | Mapping[str, Any]) -> Session:
+    def create_session(
+        self,
+        attrs: SessionAttributes | Mapping[str, Any],
+        *,
+        session_id: SessionID | None = None,
+    ) -> Session:
         """Open a session of an application: :meth:`flame.Connection.create_session`.
 
         The :class:`Session` is also the client for its tasks, and a context
@@ -175,7 +197,18 @@ class Connection:
             with conn.create_session(SessionAttributes("my-app")) as session:
                 task = session.run_task(b"echo hello")
         """
-        session = self._portal.call(partial(self._connection.create_session, attrs))
+        session = self._portal.call(
+            partial(self._connection.create_session, attrs, session_id=session_id)
+        )
+        return bind(self, self._portal, session)
+
+    def open_session(
+        self,
+        session_id: SessionID,
+        attrs: SessionAttributes | Mapping[str, Any] | None = None,
+    ) -> Session:
+        """Get or create the session ``session_id``: :meth:`flame.Connection.open_session`."""
+        session = self._portal.call(partial(self._connection.open_session, session_id, attrs))
         return bind(self, self._portal, session)
 
     def list_sessions(self) -> list[Session]:
@@ -197,6 +230,24 @@ class Connection:
         """Delete the closed session ``session_id``: :meth:`flame.Connection.delete_session`."""
         session = self._portal.call(partial(self._connection.delete_session, session_id))
         return bind(self, self._portal, session)
+
+    def list_tasks(self, session_id: SessionID) -> BlockingIterator[Task]:
+        """Every task of the session, streamed: :meth:`flame.Connection.list_tasks`, blocking::
+
+        for task in conn.list_tasks(session.id):
+            print(task.id, task.state)
+        """
+        return BlockingIterator(self._portal, self._connection.list_tasks(session_id), self)
+
+    # -- the cluster ------------------------------------------------------------
+
+    def list_executors(self) -> list[Executor]:
+        """Every executor the cluster knows: :meth:`flame.Connection.list_executors`."""
+        return self._portal.call(self._connection.list_executors)
+
+    def list_nodes(self) -> list[Node]:
+        """Every node the cluster knows: :meth:`flame.Connection.list_nodes`."""
+        return self._portal.call(self._connection.list_nodes)
 
     def session_client(self, session_id: SessionID) -> SessionClient:
         """A client for the tasks of the session ``session_id``, without asking the cluster."""
@@ -254,6 +305,8 @@ def connect(
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     keepalive: Keepalive | None = Keepalive(),  # noqa: B008 - frozen, as the async default
     auth_token: str | None = None,
+    wire: str | None = None,
+    context: str | None = None,
     backend: str = "asyncio",
     backend_options: Mapping[str, Any] | None = None,
 ) -> Connection:
@@ -267,6 +320,8 @@ def connect(
         max_message_bytes=max_message_bytes,
         keepalive=keepalive,
         auth_token=auth_token,
+        wire=wire,
+        context=context,
         backend=backend,
         backend_options=backend_options,
     )
