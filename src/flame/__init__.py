@@ -25,7 +25,6 @@ from ._connection import (
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
     Connection,
-    TaskList,
     connect,
 )
 from ._errors import FlameError, FlameErrorCode
@@ -103,7 +102,6 @@ __all__ = [
     "TaskID",
     "TaskInformer",
     "TaskInput",
-    "TaskList",
     "TaskOutput",
     "TaskState",
     "TaskWatcher",

@@ -96,7 +96,7 @@ class Connection:
         """Connect to the cluster at ``addr``, such as ``"http://localhost:8080"``.
 
         With no ``addr``, the endpoint, the CA file and the wire come from
-        the configuration (:mod:`flame._config`): ``FLAME_ENDPOINT``, else
+        the configuration: ``FLAME_ENDPOINT``, else
         the current context of ``~/.flame/flame.yaml`` (``context`` names
         another), else ``~/.flame/flame-conf.yaml``, else
         :data:`DEFAULT_FLAME_ENDPOINT`. ``https://`` endpoints use TLS

@@ -72,13 +72,14 @@ except FlameError as e:
         print(f"Configuration error: {e.message}")
 """
 
-# Not from the reference: what its examples assume exists (an application of
-# the wire's default shim: Log on v0.4, Host on v0.5 and v0.6).
+# Not from the reference: what its examples assume exists (a Log application
+# on v0.4; on v0.5 and v0.6, which have no Log shim, a Host one).
 SETUP = """
-await conn.register_application("default-app", {})
-session_client = await conn.create_session(SessionAttributes(application="default-app", slots=1))
+await conn.register_application("log-app", {"shim": Shim.LOG})
+session_client = await conn.create_session(SessionAttributes(application="log-app", slots=1))
 task = await session_client.create_task(b"some input")
 """
+SETUP_HOST = SETUP.replace("Shim.LOG", "Shim.HOST")
 
 
 async def _run(source: str, namespace: dict[str, Any]) -> None:
@@ -128,7 +129,7 @@ async def _run_examples(endpoint: str, capsys: pytest.CaptureFixture[str]) -> No
             await _run(REGISTER, namespace)
         assert caught.value.code == flame.FlameErrorCode.INVALID_ARGUMENT
         assert "Shim.SHELL" in caught.value.message and wire in caught.value.message
-    await _run(SETUP, namespace)
+    await _run(SETUP if wire == "v0.4" else SETUP_HOST, namespace)
     await _run(INFORMER, namespace)
     await _run(WATCHER, namespace)
     conn = namespace["conn"]

@@ -207,7 +207,7 @@ def test_application_attributes_accept_names_values_and_mappings() -> None:
 def test_application_attributes_need_a_shim() -> None:
     # Without one, the application would silently be a Log one, whose tasks
     # succeed with no output.
-    shims = "Shim.LOG, Shim.STDIO, Shim.WASM, Shim.SHELL, Shim.GRPC"
+    shims = "Shim.LOG, Shim.STDIO, Shim.WASM, Shim.SHELL, Shim.GRPC, Shim.HOST"
     for make in (
         lambda: flame.ApplicationAttributes(),
         lambda: flame.ApplicationAttributes("app", command="python"),

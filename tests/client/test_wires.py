@@ -150,7 +150,7 @@ async def test_v06_applications_carry_every_field(v06_conn: flame.Connection) ->
     assert app.schema == flame.ApplicationSchema(input='{"type": "string"}')
     assert _recent(app.creation_time)
     # The server's defaults come back as set.
-    await v06_conn.register_application("plain", {"command": "/bin/service"})
+    await v06_conn.register_application("plain", {"shim": Shim.HOST, "command": "/bin/service"})
     plain = await v06_conn.get_application("plain")
     assert (plain.shim, plain.max_instances, plain.delay_release) == (Shim.HOST, 1_000_000, 60)
     listed = {a.name for a in await v06_conn.list_applications()}
@@ -192,7 +192,7 @@ async def test_fields_a_wire_lacks_are_refused_naming_it(
     ]
     for conn, attrs, code, word in cases:
         with pytest.raises(FlameError) as caught:
-            await conn.register_application("x", attrs)
+            await conn.register_application("x", {"shim": Shim.WASM, **attrs})
         _refused(caught, code, word, conn.wire)
 
 
@@ -229,7 +229,7 @@ async def test_v06_session_ids_are_made_in_the_official_shape_or_chosen(
     await by_argument.run_task(b"works")
     with pytest.raises(FlameError) as caught:
         await v06_conn.create_session({"application": "app"}, session_id="mine")
-    _refused(caught, FlameErrorCode.INVALID_STATE, "CreateSession", "a session with this id")
+    _refused(caught, FlameErrorCode.ALREADY_EXISTS, "CreateSession", "a session with this id")
     with pytest.raises(FlameError) as caught:
         await v06_conn.create_session({"application": "app", "id": "a"}, session_id="b")
     _refused(caught, FlameErrorCode.INVALID_ARGUMENT, "'a'", "'b'")
@@ -523,7 +523,7 @@ async def test_v05_events_and_times_in_seconds(v05_conn: flame.Connection) -> No
 
 
 async def test_v06_session_events(v06_conn: flame.Connection) -> None:
-    await v06_conn.register_application("broken", {"command": "fail-bind"})
+    await v06_conn.register_application("broken", {"shim": "host", "command": "fail-bind"})
     session = await v06_conn.create_session({"application": "broken"})
     assert session.events == ()
     await session.create_task(b"never runs")
