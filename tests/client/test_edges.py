@@ -160,14 +160,18 @@ async def guarded(anyio_backend: str, no_ambient_token: None) -> AsyncIterator[L
 
 
 async def test_a_cluster_with_a_token_refuses_calls_without_it(guarded: LocalCluster) -> None:
-    async with await flame.connect(guarded.endpoint) as conn:
+    # Finding out the wire is the first call: connecting says it at once.
+    with pytest.raises(FlameError) as probing:
+        await flame.connect(guarded.endpoint)
+    async with await flame.connect(guarded.endpoint, wire="v0.4") as conn:
         with pytest.raises(FlameError) as missing:
             await conn.list_sessions()
-    assert missing.value.code is FlameErrorCode.INVALID_CONFIG
-    assert "UNAUTHENTICATED" in missing.value.message
-    assert "requires a token: the call carried no token" in missing.value.message
+    for error in (probing.value, missing.value):
+        assert error.code is FlameErrorCode.INVALID_CONFIG
+        assert "UNAUTHENTICATED" in error.message
+        assert "requires a token: the call carried no token" in error.message
     wrong = "not-" + TOKEN
-    async with await flame.connect(guarded.endpoint, auth_token=wrong) as conn:
+    async with await flame.connect(guarded.endpoint, auth_token=wrong, wire="v0.4") as conn:
         with pytest.raises(FlameError) as refused:
             await conn.list_sessions()
         # Every kind of call is refused, the per-task ones included.
