@@ -27,7 +27,8 @@ Client
         deadlines and for making again a call the server never processed
         (:class:`RetryPolicy`).
     ``_endpoint``
-        the endpoint URL, the TLS context, the words for what TLS and the
+        the endpoint URL (``http(s)://host:port``, or ``unix:PATH`` for a
+        Unix socket), the TLS context, the words for what TLS and the
         network raise.
     ``_limits``
         message sizes, the client's keepalive, the server's limits: one
@@ -39,8 +40,8 @@ Client
 
 Server
     ``_server``
-        :func:`serve`, the server library with our changes (at the edge of
-        every connection: the message size, the token, idle connections,
+        :func:`serve` (on TCP or a Unix socket), the server library with our
+        changes (at the edge of every connection: the message size, the token, idle connections,
         the connection cap; every request's wire types), the handlers of
         the hand-written codec, :func:`refuse`.
     ``_loop``

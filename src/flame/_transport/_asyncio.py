@@ -89,10 +89,17 @@ async def connect(
 ) -> AsyncioConnection:
     """Open a connection to ``endpoint`` (TLS with ``context``) on the running loop.
 
-    Returns once the socket is connected (and TLS is set up); the server's
-    SETTINGS are waited for by the first call.
+    A ``unix:`` endpoint is a Unix socket, without TLS. Returns once the
+    socket is connected (and TLS is set up); the server's SETTINGS are
+    waited for by the first call.
     """
-    _, connection = await asyncio.get_running_loop().create_connection(
+    loop = asyncio.get_running_loop()
+    if endpoint.path is not None:
+        _, connection = await loop.create_unix_connection(
+            lambda: AsyncioConnection(**settings), endpoint.path
+        )
+        return connection
+    _, connection = await loop.create_connection(
         lambda: AsyncioConnection(**settings),
         endpoint.host,
         endpoint.port,

@@ -1,6 +1,6 @@
 """Where a channel connects, and how it says so when it cannot.
 
-:class:`Endpoint` is a parsed ``http(s)://host:port``; :func:`ssl_context`
+:class:`Endpoint` is a parsed ``http(s)://host:port`` or ``unix:PATH``; :func:`ssl_context`
 the TLS context of an ``https://`` one; :func:`tls_advice` and
 :func:`os_reason` turn what TLS and the network raised into a sentence a
 user can act on.
@@ -19,14 +19,25 @@ from .._errors import FlameError, FlameErrorCode
 __all__ = ["Endpoint", "os_reason", "ssl_context", "tls_advice"]
 
 
+#: The ``:authority`` of a call over a Unix socket, which has no host name.
+UNIX_AUTHORITY = "localhost"
+
+
 @attrs.frozen
 class Endpoint:
-    """A parsed Flame endpoint: ``http://host:port`` or ``https://host:port``."""
+    """A parsed endpoint: ``http://host:port``, ``https://host:port``, or ``unix:PATH``.
+
+    A ``unix:`` endpoint is a Unix domain socket, always plaintext: ``path``
+    is its filesystem path (``unix:relative/path``, ``unix:/absolute/path``
+    or ``unix:///absolute/path``, as gRPC names them), ``host`` and ``port``
+    are unused. Flame uses them between an executor and its services.
+    """
 
     url: str
     host: str
     port: int
     tls: bool
+    path: str | None = None
 
     @classmethod
     def parse(cls, url: str) -> Endpoint:
@@ -36,6 +47,8 @@ class Endpoint:
                 FlameErrorCode.INVALID_CONFIG,
                 f"endpoint {url!r} is empty; give one like 'http://127.0.0.1:8080'",
             )
+        if url.strip().startswith("unix:"):
+            return cls._parse_unix(url.strip())
         parts = urllib.parse.urlsplit(url.strip())
         if parts.scheme not in ("http", "https", "grpc", "grpcs"):
             raise FlameError(
@@ -60,9 +73,35 @@ class Endpoint:
         tls = parts.scheme in ("https", "grpcs")
         return cls(url=url.strip(), host=parts.hostname, port=port, tls=tls)
 
+    @classmethod
+    def _parse_unix(cls, url: str) -> Endpoint:
+        path = url[len("unix:") :]
+        if path.startswith("//"):
+            # unix://host/... names a host, which a Unix socket has none of.
+            if not path.startswith("///"):
+                raise FlameError(
+                    FlameErrorCode.INVALID_CONFIG,
+                    f"endpoint {url!r}: a Unix socket endpoint is 'unix:/absolute/path', "
+                    "'unix:///absolute/path' or 'unix:relative/path'",
+                )
+            path = path[2:]
+        if not path or "\0" in path:
+            raise FlameError(
+                FlameErrorCode.INVALID_CONFIG,
+                f"endpoint {url!r} names no socket; give one like 'unix:/run/service.sock'",
+            )
+        return cls(url=url, host=UNIX_AUTHORITY, port=0, tls=False, path=path)
+
+    @classmethod
+    def unix(cls, path: str) -> Endpoint:
+        """The endpoint of the Unix socket at the filesystem path ``path``."""
+        return cls._parse_unix(f"unix:{path}")
+
     @property
     def authority(self) -> str:
         """``host:port`` as HTTP/2's ``:authority`` header carries it."""
+        if self.path is not None:
+            return UNIX_AUTHORITY
         if ":" in self.host:
             return f"[{self.host}]:{self.port}"
         return f"{self.host}:{self.port}"

@@ -1,10 +1,11 @@
 """The server side: grpclib's server, what we change in it, and handlers for it.
 
 Our servers (the embedded cluster's ``Frontend``, the service runtime's
-``GrpcShim``, the Grpc shim's ``GrpcServiceManager``) are grpclib servers,
-run where grpclib runs (:mod:`._loop`). Here:
+``GrpcShim`` or ``Instance``, the Grpc shim's ``GrpcServiceManager``) are
+grpclib servers, run where grpclib runs (:mod:`._loop`). Here:
 
-* :func:`serve` runs one for the length of an ``async with``; every request
+* :func:`serve` runs one for the length of an ``async with``, on TCP or on
+  a Unix socket (:class:`_UnixListener`); every request
   passes the edge of its connection first (:mod:`._edge`: the message size,
   the token, idle connections, the connection cap), and is read through a
   checker of its wire's types (:func:`flame._wire_check.checked`), whatever
@@ -22,9 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import secrets
+import socket
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar, cast
 
@@ -190,16 +195,23 @@ class _BatchingServer(grpclib.server.Server):  # type: ignore[misc,unused-ignore
 
 
 class Server(Generic[T]):
-    """A running gRPC server; :attr:`port` and :attr:`address` say where."""
+    """A running gRPC server; :attr:`port` and :attr:`address` say where.
 
-    def __init__(self, host: str, port: int, *, tls: bool = False) -> None:
+    A server on a Unix socket has its filesystem ``path``, and no host or port.
+    """
+
+    def __init__(self, host: str, port: int, *, tls: bool = False, path: str | None = None) -> None:
         self.host = host
         self.port = port
         self.tls = tls
+        self.path = path
 
     @property
     def address(self) -> str:
-        """The endpoint a client connects to: ``http://host:port`` (``https`` with TLS)."""
+        """The endpoint a client connects to: ``http://host:port`` (``https`` with
+        TLS), or ``unix:PATH``."""
+        if self.path is not None:
+            return f"unix:{self.path}"
         return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
 
@@ -253,11 +265,14 @@ async def serve(
     ssl: ssl.SSLContext | None = None,
     limits: ServerLimits | None = None,
     auth_token: str | None = None,
+    path: str | None = None,
 ) -> AsyncIterator[Server[Any]]:
     """Serve the generated service ``handlers`` on ``host:port`` for the ``async with``.
 
     Port 0 takes a free port. With ``ssl`` (a server-side context holding the
-    certificate), clients connect with TLS to ``https://``. Leaving closes the
+    certificate), clients connect with TLS to ``https://``. With ``path``,
+    the server listens on a Unix socket created there instead (a stale
+    socket file in its place is replaced), plaintext. Leaving closes the
     listening socket and every connection, and waits until the server has
     stopped, its handlers included.
 
@@ -272,30 +287,97 @@ async def serve(
     if context is not None:
         # gRPC is HTTP/2: a TLS peer must be offered h2 by ALPN.
         context.set_alpn_protocols(["h2"])
+    if path is not None and context is not None:
+        raise FlameError(
+            FlameErrorCode.INVALID_ARGUMENT, f"a Unix socket ({path}) is served without TLS"
+        )
     limits = limits if limits is not None else ServerLimits()
     edge = ServerEdge(limits, auth_token, _connection_cap(limits))
 
     async def run_server(*, task_status: anyio.abc.TaskStatus[Server[Any]]) -> None:
         server = _BatchingServer([_CheckedService(h) for h in handlers], edge)
+        where = path if path is not None else f"{host}:{port}"
+        listening: _UnixListener | None = None
         try:
-            await server.start(host, port, reuse_address=True, ssl=context)
+            if path is not None:
+                listening = _UnixListener(path)
+                await server.start(sock=listening.socket)
+            else:
+                await server.start(host, port, reuse_address=True, ssl=context)
         except OSError as exc:
+            if listening is not None:
+                listening.close()
             raise FlameError(
                 FlameErrorCode.INVALID_CONFIG,
-                f"cannot serve on {host}:{port}: {exc.strerror or exc}",
+                f"cannot serve on {where}: {exc.strerror or exc}",
             ) from None
         try:
-            sockets = getattr(server._server, "sockets", None) or ()
-            bound = sockets[0].getsockname()[1] if sockets else port
-            task_status.started(Server(host, bound, tls=context is not None))
+            if path is not None:
+                task_status.started(Server("", 0, path=path))
+            else:
+                sockets = getattr(server._server, "sockets", None) or ()
+                bound = sockets[0].getsockname()[1] if sockets else port
+                task_status.started(Server(host, bound, tls=context is not None))
             await asyncio.Event().wait()
         finally:
             server.close()
             with anyio.CancelScope(shield=True):
                 await server.wait_closed()
+            if listening is not None:
+                listening.close()
 
     async with loop.background(run_server) as server:
         yield server
+
+
+#: The longest path a Unix socket can be connected at (``sun_path``, less its NUL).
+UNIX_PATH_MAX = 107 if sys.platform.startswith("linux") else 103
+
+
+class _UnixListener:
+    """A listening Unix socket whose file appears at ``path`` only once it listens.
+
+    A client that waits for the file and then connects (as a Flame executor
+    does with its service's socket) must not find it before the server
+    accepts: the socket is bound under a temporary name in the same
+    directory, set listening, then renamed into place, replacing a stale
+    file. :meth:`close` removes the file, if it is still this socket's.
+    """
+
+    def __init__(self, path: str) -> None:
+        if len(os.fsencode(path)) > UNIX_PATH_MAX:
+            raise OSError(
+                errno.ENAMETOOLONG,
+                f"the path is {len(os.fsencode(path))} bytes long, and a Unix socket's "
+                f"may be at most {UNIX_PATH_MAX}",
+            )
+        self.path = path
+        temporary = os.path.join(os.path.dirname(path), f".{secrets.token_hex(6)}.sock")
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.socket.bind(temporary)
+            try:
+                self.socket.listen(128)
+                self._identity = _identity(temporary)
+                os.replace(temporary, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+                raise
+        except BaseException:
+            self.socket.close()
+            raise
+
+    def close(self) -> None:
+        self.socket.close()
+        with contextlib.suppress(OSError):
+            if _identity(self.path) == self._identity:
+                os.unlink(self.path)
+
+
+def _identity(path: str) -> tuple[int, int]:
+    status = os.stat(path)
+    return status.st_dev, status.st_ino
 
 
 _request_readers: dict[Callable[[bytes], Any], type] = {}
@@ -326,7 +408,11 @@ def _request_reader(decode: Callable[[bytes], Any]) -> type:
 
 
 def unary_handler(
-    fn: Callable[[Any], Awaitable[Any]], decode: Callable[[bytes], Any], reply_type: type
+    fn: Callable[..., Awaitable[Any]],
+    decode: Callable[[bytes], Any],
+    reply_type: type,
+    *,
+    metadata: bool = False,
 ) -> Any:
     """A server handler for a unary method: ``decode`` reads the request, ``fn`` answers.
 
@@ -335,14 +421,27 @@ def unary_handler(
     :mod:`flame._wire`) rather than by the generic codec, and the reply (an
     instance of ``reply_type``) is sent as its ``SerializeToString`` gives it.
     Refusals are raised as with the generated handlers (:func:`refuse`).
+    With ``metadata``, ``fn`` is called as ``fn(request, metadata)``, the
+    second a ``{name: value}`` dict of the call's text headers (for a name
+    sent more than once, its last value).
     """
 
     async def handle(stream: Any) -> None:
         request = await _read_request(stream)
         await stream.send_message(await fn(request))
 
+    async def handle_with_metadata(stream: Any) -> None:
+        request = await _read_request(stream)
+        said = {
+            name: value for name, value in (stream.metadata or {}).items() if isinstance(value, str)
+        }
+        await stream.send_message(await fn(request, said))
+
     return grpclib.const.Handler(
-        handle, Cardinality.UNARY_UNARY, _request_reader(decode), reply_type
+        handle_with_metadata if metadata else handle,
+        Cardinality.UNARY_UNARY,
+        _request_reader(decode),
+        reply_type,
     )
 
 

@@ -385,10 +385,14 @@ async def connect(
 ) -> TrioConnection:
     """Open a connection to ``endpoint`` (TLS with ``context``) in the running trio.
 
-    Returns once the socket is connected and TLS is set up; the server's
-    SETTINGS are waited for by the first call.
+    A ``unix:`` endpoint is a Unix socket, without TLS. Returns once the
+    socket is connected and TLS is set up; the server's SETTINGS are waited
+    for by the first call.
     """
-    stream = await trio.open_tcp_stream(endpoint.host, endpoint.port)
+    if endpoint.path is not None:
+        stream = await trio.open_unix_socket(endpoint.path)
+    else:
+        stream = await trio.open_tcp_stream(endpoint.host, endpoint.port)
     # The socket itself, not trio's stream around it: writes must not wait.
     sock = socket.socket(fileno=stream.socket.detach())
     try:
