@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 
 from flame._proto.v04 import flame as pb
-from flame._transport import GrpcLoop, open_grpc_loop, serve
+from flame._transport import GrpcLoop, open_grpc_loop, serve, unary_handler
 
 
 async def _set(event: anyio.Event) -> None:
@@ -16,17 +17,30 @@ async def _set(event: anyio.Event) -> None:
 
 
 class FakeManager(pb.GrpcServiceManagerBase):  # type: ignore[misc]
-    """Records registrations; wakes the test (on its own backend) at the first."""
+    """Records registrations and their metadata; wakes the test (on its backend) at the first."""
 
     def __init__(self, loop: GrpcLoop) -> None:
         self.loop = loop
         self.registrations: list[pb.RegisterServiceRequest] = []
+        self.metadata: list[dict[str, str]] = []
         self.registered = anyio.Event()
 
+    def __mapping__(self) -> dict[str, Any]:
+        return {
+            path: unary_handler(
+                self.register_service,
+                generated.request_type.parse,
+                generated.reply_type,
+                metadata=True,
+            )
+            for path, generated in super().__mapping__().items()
+        }
+
     async def register_service(
-        self, message: pb.RegisterServiceRequest
+        self, message: pb.RegisterServiceRequest, metadata: dict[str, str]
     ) -> pb.RegisterServiceResponse:
         self.registrations.append(message)
+        self.metadata.append(metadata)
         await self.loop.call_back(_set, self.registered)
         return pb.RegisterServiceResponse()
 

@@ -113,6 +113,35 @@ async def test_registers_and_answers_a_session(monkeypatch: pytest.MonkeyPatch) 
     assert threading.get_ident() not in service.threads
 
 
+async def registration_metadata(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The metadata the service's registration carried."""
+    async with fake_manager() as (manager, address):
+        monkeypatch.setenv("FLAME_SERVICE_MANAGER", address)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: serve(Recorder(), handle_signals=False))
+            with anyio.fail_after(30):
+                await manager.registered.wait()
+            tg.cancel_scope.cancel()
+    return manager.metadata[0]
+
+
+async def test_the_registration_carries_the_token_the_executor_gave(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLAME_SERVICE_TOKEN", "the-secret")
+    metadata = await registration_metadata(monkeypatch)
+    assert metadata["flame-service-token"] == "the-secret"
+
+
+async def test_without_a_token_the_registration_carries_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What a v0.4 executor gives: no secret (and it reads no header).
+    monkeypatch.delenv("FLAME_SERVICE_TOKEN", raising=False)
+    metadata = await registration_metadata(monkeypatch)
+    assert "flame-service-token" not in metadata
+
+
 async def test_async_handlers_run_on_the_callers_backend(
     monkeypatch: pytest.MonkeyPatch, anyio_backend: str
 ) -> None:
@@ -179,12 +208,18 @@ async def test_calls_out_of_order_are_refused_and_change_nothing(
 async def test_without_a_manager_it_says_how_a_service_is_started(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv("FLAME_SERVICE_MANAGER", raising=False)
+    for name in ("FLAME_SERVICE_MANAGER", "FLAME_INSTANCE_ENDPOINT", "FLAME_EXECUTOR_ID"):
+        monkeypatch.delenv(name, raising=False)
     with pytest.raises(FlameError) as missing:
         await serve(Recorder(), handle_signals=False)
     assert missing.value.code is FlameErrorCode.INVALID_CONFIG
-    assert "FLAME_SERVICE_MANAGER is not set" in missing.value.message
-    assert "flame local" in missing.value.message
+    message = missing.value.message
+    assert message.startswith("no Flame executor started this service")
+    # Which variable each Flame version's executor sets, and how to run it.
+    assert "FLAME_INSTANCE_ENDPOINT (Flame v0.6)" in message
+    assert "FLAME_EXECUTOR_ID (Flame v0.5)" in message
+    assert "FLAME_SERVICE_MANAGER (Flame v0.4, and `flame local`)" in message
+    assert "create a session of it" in message
 
 
 async def test_an_unreachable_manager_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

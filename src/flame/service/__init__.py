@@ -13,12 +13,30 @@ Subclass :class:`FlameService`, and hand an instance to :func:`run`::
     if __name__ == "__main__":
         run(Echo())
 
-Register the program as an application with the Grpc shim (``command`` the
-Python interpreter, ``arguments`` the script), create a session of it, and
-its tasks run here. Handlers may be plain methods, which run in a worker
-thread, or ``async def`` ones, which run on the event loop: asyncio by
-default, trio with ``run(service, backend="trio")``. Under an event loop of
-your own, ``await serve(service)`` does the same as :func:`run`.
+Register the program as an application (``command`` the Python
+interpreter, ``arguments`` the script; shim Grpc on Flame v0.4 and
+``flame local``, Host on v0.5 and v0.6), create a session of it, and its
+tasks run here. The same program serves every Flame version: the
+environment the executor starts it with says which contract it speaks,
+and :func:`run` serves that one. Handlers may be plain methods, which run
+in a worker thread, or ``async def`` ones, which run on the event loop:
+asyncio by default, trio with ``run(service, backend="trio")``. Under an
+event loop of your own, ``await serve(service)`` does the same as
+:func:`run`.
+
+The package, by concern:
+
+``_runtime``
+    :class:`FlameService`, :func:`serve` and :func:`run`: calling the
+    handlers one at a time, signals, stopping gracefully.
+``_contracts``
+    one module per contract an executor speaks (v0.4's Grpc shim; v0.5's
+    and v0.6's Instance), and how the environment picks one.
+``_types``
+    what the handlers receive and return, the same on every contract.
+``_instance_client``
+    the executor's side of the Instance contract, for an executor (and the
+    tests) to call a service with.
 """
 
 from ._runtime import FlameService, run, serve

@@ -1,14 +1,15 @@
-"""The service side of the Grpc shim contract.
+"""What every contract shares: calling the service's handlers, and its life as a process.
 
-An executor starts the service's program with ``FLAME_SERVICE_MANAGER`` set to
-the address of its ``GrpcServiceManager``. :func:`serve` then
+:func:`serve` finds the contract the executor speaks (:mod:`._contracts`),
+then
 
-1. serves ``GrpcShim`` on 127.0.0.1 at a free port,
-2. calls ``RegisterService`` there with that address and this process's id,
-3. answers ``OnSessionEnter``, ``OnTaskInvoke`` and ``OnSessionLeave`` by
-   calling the service's handlers, one call at a time,
-4. stops gracefully on SIGTERM or SIGINT (or when the process that started it
-   goes away): the task in hand finishes, the session is left, and it returns.
+1. serves it where that executor looks (a TCP port, a Unix socket) and
+   tells the executor, if its contract asks for that (a registration);
+2. answers ``OnSessionEnter``, ``OnTaskInvoke`` and ``OnSessionLeave`` by
+   calling the service's handlers, one call at a time (:class:`_Handlers`);
+3. stops gracefully on SIGTERM or SIGINT (or when the process that started
+   it goes away): the task in hand finishes, the session is left, and it
+   returns.
 
 The gRPC server runs on the grpc loop (an asyncio loop; under trio, one in a
 thread of its own). A plain handler runs in a worker thread so that it never
@@ -32,21 +33,23 @@ from typing import Any, Literal, TypeVar
 import anyio
 import anyio.abc
 import anyio.to_thread
+import attrs
 
-from .. import _transport
 from .._errors import FlameError, FlameErrorCode
-from .._proto.v04 import flame as pb
-from .._transport import Channel, Endpoint, GrpcLoop, open_grpc_loop, refuse
+from .._transport import GrpcLoop, open_grpc_loop
+from ._contracts import CallRefused, HandlerFailed, contract_for
 from ._types import SessionContext, TaskContext, TaskOutput
 
-__all__ = ["MANAGER_VARIABLE", "FlameService", "run", "serve"]
+__all__ = ["CA_FILE_VARIABLE", "ENDPOINT_VARIABLE", "FlameService", "run", "serve"]
 
 log = logging.getLogger("flame.service")
 
 T = TypeVar("T")
 
-#: The environment variable that carries the executor's GrpcServiceManager address.
-MANAGER_VARIABLE = "FLAME_SERVICE_MANAGER"
+#: The environment variables of the cluster a service may call back into
+#: (set by a v0.6 executor), given to it on its SessionContext.
+ENDPOINT_VARIABLE = "FLAME_ENDPOINT"
+CA_FILE_VARIABLE = "FLAME_CA_FILE"
 
 #: How often a service checks that the process which started it is still there.
 PARENT_CHECK_SECONDS = 1.0
@@ -65,8 +68,9 @@ class FlameService(abc.ABC):
     does not stop the service from answering; async ones run on the event
     loop that runs the service.
 
-    An exception raised by a handler fails that call, and its text is what
-    the client sees as the failed task's output.
+    An exception raised by a handler fails that call: a task fails with the
+    exception's text as its error (on Flame v0.4, as its output), and a
+    session that cannot be entered fails its tasks.
     """
 
     def on_session_enter(self, ctx: SessionContext) -> Awaitable[None] | None:
@@ -91,12 +95,19 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class _ShimServicer(pb.GrpcShimBase):  # type: ignore[misc]
-    """Answers the executor's calls; every method here runs on the grpc loop."""
+class _Handlers:
+    """The service's handlers, called for a contract (its :class:`~._contracts.Calls`).
 
-    def __init__(self, service: FlameService, loop: GrpcLoop) -> None:
+    Created on the grpc loop, where every method runs.
+    """
+
+    def __init__(
+        self, service: FlameService, loop: GrpcLoop, endpoint: str | None, ca_file: str | None
+    ) -> None:
         self._service = service
         self._loop = loop
+        self._endpoint = endpoint
+        self._ca_file = ca_file
         # The grpc loop's own lock (created there: anyio primitives belong to
         # the backend that creates them). Holding it for the length of every
         # call makes calls one at a time, and lets stop() wait for the task
@@ -110,13 +121,7 @@ class _ShimServicer(pb.GrpcShimBase):  # type: ignore[misc]
         self._idle = anyio.Event()
         self._idle.set()
 
-    def __mapping__(self) -> dict[str, Any]:
-        return {
-            path: handler._replace(func=self._counted(handler.func))
-            for path, handler in super().__mapping__().items()
-        }
-
-    def _counted(self, func: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+    def counted(self, func: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
         async def counted(stream: Any) -> None:
             if self._active == 0:
                 self._idle = anyio.Event()
@@ -143,49 +148,46 @@ class _ShimServicer(pb.GrpcShimBase):  # type: ignore[misc]
 
     def _refuse_if_stopping(self, call: str) -> None:
         if self._stopping:
-            raise refuse("UNAVAILABLE", f"{call} refused: the service is stopping")
+            raise CallRefused("UNAVAILABLE", f"{call} refused: the service is stopping")
 
-    async def on_session_enter(self, message: pb.SessionContext) -> pb.Result:
+    async def enter(self, ctx: SessionContext) -> None:
         async with self._lock:
             self._refuse_if_stopping("OnSessionEnter")
             if self._session is not None:
-                raise refuse(
+                raise CallRefused(
                     "FAILED_PRECONDITION",
-                    f"OnSessionEnter for session {message.session_id} refused: the service "
+                    f"OnSessionEnter for session {ctx.session_id} refused: the service "
                     f"is still bound to session {self._session.session_id}; call "
                     "OnSessionLeave first",
                 )
-            ctx = SessionContext._from_wire(message)
+            ctx = attrs.evolve(ctx, endpoint=self._endpoint, ca_file=self._ca_file)
             if _is_overridden(self._service, "on_session_enter"):
                 try:
                     await self._call("on_session_enter", ctx)
                 except Exception as exc:
                     log.exception("on_session_enter failed for session %s", ctx.session_id)
-                    raise refuse("INTERNAL", _describe(exc)) from None
+                    raise HandlerFailed(_describe(exc)) from None
             self._session = ctx
-            return pb.Result(return_code=0)
 
-    async def on_task_invoke(self, message: pb.TaskContext) -> pb.TaskOutput:
+    async def invoke(self, ctx: TaskContext) -> bytes | None:
         async with self._lock:
             self._refuse_if_stopping("OnTaskInvoke")
             if self._session is None:
-                raise refuse(
+                raise CallRefused(
                     "FAILED_PRECONDITION",
-                    f"OnTaskInvoke for task {message.task_id} refused: no session is "
+                    f"OnTaskInvoke for task {ctx.task_id} refused: no session is "
                     "entered; call OnSessionEnter first",
                 )
-            ctx = TaskContext._from_wire(message)
             try:
                 result = await self._call("on_task_invoke", ctx)
             except Exception as exc:
                 log.exception("on_task_invoke failed for task %s", ctx.task_id)
-                raise refuse("INTERNAL", _describe(exc)) from None
-            return pb.TaskOutput(data=_output_bytes(result))
+                raise HandlerFailed(_describe(exc)) from None
+            return _output_bytes(result)
 
-    async def on_session_leave(self, message: pb.EmptyRequest) -> pb.Result:
+    async def leave(self) -> None:
         async with self._lock:
             await self._leave()
-            return pb.Result(return_code=0)
 
     async def _leave(self) -> None:
         session, self._session = self._session, None
@@ -195,7 +197,7 @@ class _ShimServicer(pb.GrpcShimBase):  # type: ignore[misc]
             await self._call("on_session_leave")
         except Exception as exc:
             log.exception("on_session_leave failed for session %s", session.session_id)
-            raise refuse("INTERNAL", _describe(exc)) from None
+            raise HandlerFailed(_describe(exc)) from None
 
     async def stop(self) -> None:
         """Refuse new calls, wait for the one in hand, and leave the session."""
@@ -205,7 +207,7 @@ class _ShimServicer(pb.GrpcShimBase):  # type: ignore[misc]
                 await self._idle.wait()
             async with self._lock:
                 # A failing on_session_leave is logged by _leave; stopping goes on.
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(HandlerFailed):
                     await self._leave()
 
 
@@ -221,38 +223,14 @@ def _output_bytes(result: object) -> bytes | None:
     if isinstance(result, (bytes, bytearray, memoryview)):
         return bytes(result)
     hint = " (encode text with .encode())" if isinstance(result, str) else ""
-    raise refuse(
-        "INTERNAL",
+    raise HandlerFailed(
         f"on_task_invoke returned {type(result).__name__}; return bytes, a TaskOutput, "
         f"or None{hint}",
     )
 
 
-def _manager_address() -> str:
-    address = os.environ.get(MANAGER_VARIABLE, "").strip()
-    if not address:
-        raise FlameError(
-            FlameErrorCode.INVALID_CONFIG,
-            f"{MANAGER_VARIABLE} is not set. A Flame service is started by a Flame "
-            "executor (Grpc shim) or by `flame local`, which set it; register the "
-            "program as an application with shim Grpc, its command and arguments, "
-            "and create a session of it. To run it by hand, set "
-            f"{MANAGER_VARIABLE}=http://127.0.0.1:<port> to a GrpcServiceManager.",
-        )
-    try:
-        Endpoint.parse(address)
-    except FlameError as exc:
-        raise FlameError(
-            FlameErrorCode.INVALID_CONFIG, f"{MANAGER_VARIABLE} is not usable: {exc.message}"
-        ) from None
-    return address
-
-
-async def _register(manager: str, address: str) -> None:
-    async with await Channel.connect(manager) as channel:
-        stub = pb.GrpcServiceManagerStub(channel)
-        request = pb.RegisterServiceRequest(address=address, service_id=str(_transport.pid()))
-        await channel.unary(stub.register_service, request, timeout=30.0)
+def _variable(name: str) -> str | None:
+    return os.environ.get(name, "").strip() or None
 
 
 async def _first_signal(signals: AsyncIterator[int], stop: anyio.Event) -> None:
@@ -272,26 +250,37 @@ async def _watch_parent(parent: int, stop: anyio.Event) -> None:
 
 
 async def serve(service: FlameService, *, handle_signals: bool = True) -> None:
-    """Serve ``service`` to the executor named by ``FLAME_SERVICE_MANAGER``.
+    """Serve ``service`` to the executor that started this process, on its contract.
+
+    The contract is read from the environment the executor gave:
+    ``FLAME_INSTANCE_ENDPOINT`` (Flame v0.6), ``FLAME_SERVICE_MANAGER``
+    (v0.4 and ``flame local``) or ``FLAME_EXECUTOR_ID`` (v0.5).
 
     Runs under asyncio or trio, until SIGTERM or SIGINT (when
     ``handle_signals`` is true and this is the main thread) or until the
     process that started it exits; then it lets the task in hand finish,
     leaves the session, and returns. Cancelling it stops the server at once.
 
-    Raises FlameError(INVALID_CONFIG) when ``FLAME_SERVICE_MANAGER`` is not
-    set, and FlameError(UNAVAILABLE) when the manager cannot be reached.
+    Raises FlameError(INVALID_CONFIG) when no executor's variable is set (or
+    one is not usable), and FlameError(UNAVAILABLE) when a v0.4 executor's
+    manager cannot be reached.
     """
-    manager = _manager_address()
-    # Taken first: the parent may be gone by the time registering is done.
+    contract = contract_for(os.environ)
+    # Taken first: the parent may be gone by the time the service listens.
     parent = os.getppid()
     loop = open_grpc_loop()
     failure: FlameError | None = None
     try:
-        servicer = await loop.run(_make_servicer, service, loop)
+        handlers = await loop.run(
+            _make_handlers,
+            service,
+            loop,
+            _variable(ENDPOINT_VARIABLE),
+            _variable(CA_FILE_VARIABLE),
+        )
         stop = anyio.Event()
         with contextlib.ExitStack() as stack:
-            # Installed before registering, so that a signal at any moment
+            # Installed before listening, so that a signal at any moment
             # after that is a graceful stop. Leaving restores the default
             # handlers: a second signal during the stop ends the process.
             signals = None
@@ -299,22 +288,22 @@ async def serve(service: FlameService, *, handle_signals: bool = True) -> None:
                 signals = stack.enter_context(
                     anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT)
                 )
-            async with _transport.serve(loop, [servicer]) as server:
+            async with contract.listen(loop, [contract.service(handlers)]) as server:
                 # A failure is raised after the server is closed, on its own
                 # rather than inside the server's task group.
                 try:
-                    await _register(manager, server.address)
+                    await contract.announce(server)
                 except FlameError as exc:
                     failure = exc
                 else:
-                    log.info("serving on %s, registered with %s", server.address, manager)
+                    log.info("serving %s on %s", contract.name, server.address)
                     async with anyio.create_task_group() as tg:
                         if signals is not None:
                             tg.start_soon(_first_signal, signals, stop)
                         tg.start_soon(_watch_parent, parent, stop)
                         await stop.wait()
                         tg.cancel_scope.cancel()
-                    await loop.run(servicer.stop)
+                    await loop.run(handlers.stop)
     finally:
         with anyio.CancelScope(shield=True):
             await loop.aclose()
@@ -322,16 +311,18 @@ async def serve(service: FlameService, *, handle_signals: bool = True) -> None:
         raise failure
 
 
-async def _make_servicer(service: FlameService, loop: GrpcLoop) -> _ShimServicer:
-    return _ShimServicer(service, loop)
+async def _make_handlers(
+    service: FlameService, loop: GrpcLoop, endpoint: str | None, ca_file: str | None
+) -> _Handlers:
+    return _Handlers(service, loop, endpoint, ca_file)
 
 
 def run(service: FlameService, *, backend: Literal["asyncio", "trio"] = "asyncio") -> None:
     """Run ``service`` until the executor stops it: the ``main`` of a service program.
 
     ``backend`` picks the event loop that runs async handlers: ``"asyncio"``
-    or ``"trio"``. A configuration problem (no ``FLAME_SERVICE_MANAGER``, say)
-    prints what to do on stderr and exits with status 2; a manager that
+    or ``"trio"``. A configuration problem (no executor's variable, say)
+    prints what to do on stderr and exits with status 2; an executor that
     cannot be reached exits with status 1.
     """
     if backend not in ("asyncio", "trio"):

@@ -1,14 +1,14 @@
 """What a service's handlers receive and may return.
 
-These mirror the messages of the Grpc shim contract, as plain frozen attrs
-classes: a service never sees the wire types.
+Plain frozen attrs classes, the same whichever contract the executor speaks
+(:mod:`._contracts`): each field is there when the executor sends it, and
+None when its contract has no such thing. A service never sees wire types.
 """
 
 from __future__ import annotations
 
 import attrs
 
-from .._proto.v04 import flame as pb
 from .._types import Shim
 
 __all__ = ["ApplicationContext", "SessionContext", "TaskContext", "TaskOutput"]
@@ -16,26 +16,27 @@ __all__ = ["ApplicationContext", "SessionContext", "TaskContext", "TaskOutput"]
 
 @attrs.frozen
 class ApplicationContext:
-    """The application a session runs: its registered name and how it is run."""
+    """The application a session runs: its registered name and how it is run.
+
+    Which fields an executor sends depends on its Flame version: ``url`` and
+    ``command`` on v0.4; ``image``, ``command`` and ``working_directory`` on
+    v0.5; and ``url`` and ``installer`` too on v0.6.
+    """
 
     name: str
     """The name the application was registered under."""
     shim: Shim = Shim.GRPC
-    """The shim that runs it (``Shim.GRPC`` for a Python service)."""
+    """The shim that runs it: ``Shim.GRPC`` for a service (v0.6's Host shim)."""
     url: str | None = None
+    """Where the application's package comes from, when it has one."""
     command: str | None = None
     """The command the executor started, when the application has one."""
-
-    @classmethod
-    def _from_wire(cls, message: pb.ApplicationContext | None) -> ApplicationContext:
-        if message is None:
-            return cls(name="")
-        return cls(
-            name=message.name,
-            shim=Shim(int(message.shim)),
-            url=message.url,
-            command=message.command,
-        )
+    image: str | None = None
+    """The application's image, when it has one (v0.5 and later)."""
+    working_directory: str | None = None
+    """The directory the service was started in, when the application sets it (v0.5 and later)."""
+    installer: str | None = None
+    """How the executor installed the application (``python``, ``binary``), on v0.6."""
 
 
 @attrs.frozen
@@ -46,14 +47,14 @@ class SessionContext:
     application: ApplicationContext
     common_data: bytes | None = None
     """The session's common data (set by the client that opened it), or None."""
+    endpoint: str | None = None
+    """The cluster's address, for a service that calls back into Flame, or None.
 
-    @classmethod
-    def _from_wire(cls, message: pb.SessionContext) -> SessionContext:
-        return cls(
-            session_id=message.session_id,
-            application=ApplicationContext._from_wire(message.application),
-            common_data=message.common_data,
-        )
+    A v0.6 executor gives it (``FLAME_ENDPOINT``); connect with
+    ``flame.connect(ctx.endpoint, ca_file=ctx.ca_file)``.
+    """
+    ca_file: str | None = None
+    """The CA file for TLS to the cluster (``FLAME_CA_FILE``), or None."""
 
 
 @attrs.frozen
@@ -64,10 +65,6 @@ class TaskContext:
     session_id: str
     input: bytes | None = None
     """The task's input as the client sent it, or None if it sent none."""
-
-    @classmethod
-    def _from_wire(cls, message: pb.TaskContext) -> TaskContext:
-        return cls(task_id=message.task_id, session_id=message.session_id, input=message.input)
 
 
 @attrs.frozen
