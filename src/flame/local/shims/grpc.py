@@ -4,11 +4,15 @@ Entering (session-enter):
 
 1. serve ``GrpcServiceManager`` on 127.0.0.1 at a free port;
 2. start the application's ``command`` with its ``arguments``, its
-   ``environments`` and ``FLAME_SERVICE_MANAGER`` set to that server's
-   address, in a process group of its own;
-3. wait for the registration whose ``service_id`` is the child's pid: a
-   child that exits first, or does not register within the timeout, fails
-   with a message that says so and shows its last lines of output;
+   ``environments``, ``FLAME_SERVICE_MANAGER`` set to that server's address
+   and ``FLAME_SERVICE_TOKEN`` to a secret made for this child, in a
+   process group of its own;
+3. wait for the registration whose ``service_id`` is the child's pid and
+   which carries the secret (the ``flame-service-token`` header): one
+   without it is refused with PERMISSION_DENIED, so that no other local
+   process can put its own address in the child's place. A child that
+   exits first, or does not register within the timeout, fails with a
+   message that says so and shows its last lines of output;
 4. connect to the address it registered and call ``OnSessionEnter``.
 
 Each task is one ``OnTaskInvoke``. Leaving calls ``OnSessionLeave`` and stops
@@ -31,9 +35,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hmac
 import logging
 import os
 import re
+import secrets
 import signal
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -44,7 +50,15 @@ import anyio.abc
 
 from ..._errors import FlameError, FlameErrorCode
 from ..._proto.v04 import flame as pb
-from ..._transport import Channel, open_grpc_loop, serve
+from ..._transport import Channel, open_grpc_loop, refuse, serve, unary_handler
+from ..._wire_check import checked
+from ...service._contracts import (
+    ENDPOINT_VARIABLE,
+    EXECUTOR_VARIABLE,
+    MANAGER_VARIABLE,
+    TOKEN_HEADER,
+    TOKEN_VARIABLE,
+)
 from . import SHIMS, ShimError
 
 __all__ = ["REGISTER_TIMEOUT_VARIABLE", "GrpcShim", "open_grpc"]
@@ -95,14 +109,20 @@ def _register_timeout(spec: pb.ApplicationSpec) -> float:
     return timeout
 
 
-def _child_environment(spec: pb.ApplicationSpec, manager: str) -> dict[str, str]:
+def _child_environment(spec: pb.ApplicationSpec, manager: str, token: str) -> dict[str, str]:
     env = dict(os.environ)
     # Output reaches the log line by line, not when a buffer fills.
     env.setdefault("PYTHONUNBUFFERED", "1")
     for entry in spec.environments:
         name, _, value = entry.partition("=")
         env[name] = value
-    env["FLAME_SERVICE_MANAGER"] = manager
+    # This executor speaks the Grpc shim contract: the variables of the
+    # others (inherited from a service that runs this cluster, say) would
+    # have the service runtime listen for an executor that is not there.
+    for name in (ENDPOINT_VARIABLE, EXECUTOR_VARIABLE):
+        env.pop(name, None)
+    env[MANAGER_VARIABLE] = manager
+    env[TOKEN_VARIABLE] = token
     return env
 
 
@@ -123,15 +143,46 @@ def _how_it_ended(code: int) -> str:
 
 
 class _Manager(pb.GrpcServiceManagerBase):  # type: ignore[misc]
-    """The GrpcServiceManager one executor serves to the one child it starts."""
+    """The GrpcServiceManager one executor serves to the one child it starts.
 
-    def __init__(self, wake: anyio.Event) -> None:
+    It takes only registrations that carry ``token``, the child's secret.
+    """
+
+    def __init__(self, wake: anyio.Event, token: str) -> None:
         self.addresses: dict[str, str] = {}
+        self.refused: list[str] = []
         self.wake = wake
+        self._token = token.encode()
+
+    def __mapping__(self) -> dict[str, Any]:
+        return {
+            path: unary_handler(
+                self.register_service,
+                checked(generated.request_type),
+                generated.reply_type,
+                metadata=True,
+            )
+            for path, generated in super().__mapping__().items()
+        }
 
     async def register_service(
-        self, message: pb.RegisterServiceRequest
+        self, message: pb.RegisterServiceRequest, metadata: dict[str, str]
     ) -> pb.RegisterServiceResponse:
+        said = metadata.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(said, self._token):
+            self.refused.append(message.service_id)
+            log.warning(
+                "refused a registration of service_id %r at %r: it does not carry the "
+                "secret the executor gave its service",
+                message.service_id,
+                message.address,
+            )
+            raise refuse(
+                "PERMISSION_DENIED",
+                f"registration refused: only the service this executor started may register; "
+                f"it carries the {TOKEN_VARIABLE} of its environment in the {TOKEN_HEADER} "
+                "header, as flame.service.run does",
+            )
         self.addresses[message.service_id] = message.address
         self.wake.set()
         return pb.RegisterServiceResponse()
@@ -231,7 +282,8 @@ class GrpcShim:
     async def _start(self, register_seconds: float) -> str:
         """Start the child and give the address it registered."""
         assert self._tg is not None
-        manager = _Manager(self._wake)
+        token = secrets.token_urlsafe(32)
+        manager = _Manager(self._wake, token)
         loop = open_grpc_loop()
         failure: ShimError | None = None
         address = ""
@@ -240,7 +292,7 @@ class GrpcShim:
                 # Failures are raised once the server is closed, rather than
                 # from inside its task group.
                 try:
-                    await self._spawn(server.address)
+                    await self._spawn(server.address, token)
                     address = await self._registration(manager, register_seconds)
                 except ShimError as exc:
                     failure = exc
@@ -250,14 +302,14 @@ class GrpcShim:
             raise failure
         return address
 
-    async def _spawn(self, manager_address: str) -> None:
+    async def _spawn(self, manager_address: str, token: str) -> None:
         assert self._tg is not None
         argv = [self._spec.command or "", *self._spec.arguments]
         cwd = self._spec.working_directory or None
         try:
             self._process = await anyio.open_process(
                 argv,
-                env=_child_environment(self._spec, manager_address),
+                env=_child_environment(self._spec, manager_address, token),
                 cwd=cwd,
                 start_new_session=True,
             )
@@ -291,6 +343,11 @@ class GrpcShim:
             if others
             else ""
         )
+        if manager.refused:
+            hint += (
+                f" Registrations without the secret of {TOKEN_VARIABLE} were refused "
+                f"(service_id {', '.join(sorted(set(manager.refused)))})."
+            )
         raise ShimError(
             f"the service of application {self._name!r} (pid {pid}) did not register within "
             f"{register_seconds:g} s: it must call RegisterService at FLAME_SERVICE_MANAGER, as "
