@@ -1,7 +1,8 @@
 """A Flame service: each task's output is its input.
 
-An executor starts this program (Grpc shim) and calls it; it is not run by
-hand. ``echo_client.py`` registers it and runs tasks in it.
+An executor starts this program and calls it (the Grpc shim of Flame v0.4 and
+``flame local``, or the Host shim of v0.5 and v0.6); it is not run by hand.
+``echo_client.py`` registers it and runs tasks in it.
 """
 
 from __future__ import annotations
