@@ -28,8 +28,7 @@ WATCH_TASK = "/flame.Frontend/WatchTask"
 
 
 def _tcp_count(process: psutil.Process) -> int:
-    connections = getattr(process, "net_connections", process.connections)
-    return len(connections(kind="tcp"))
+    return len(process.net_connections(kind="tcp"))
 
 
 def _trio_tasks() -> int:
