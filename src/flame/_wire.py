@@ -8,8 +8,9 @@ out by hand, for their handful of fields:
 
 * :func:`encode_task`, which writes a ``Task`` of any wire, and
   :class:`HandEncodedTask`, a mixin for a subclass of a wire's generated
-  ``Task`` that encodes itself so (:class:`WireTask` is v0.4's); the
-  cluster sends these;
+  ``Task`` that encodes itself so (:class:`WireTask` is v0.4's);
+  :func:`encode_task_fields` writes the same bytes from plain values, for
+  the cluster, which keeps tasks in records of its own;
 * :func:`decode_task`, which the client reads a ``Task`` of any wire with,
   into the flat :class:`TaskFields`;
 * :func:`encode_create_task` and :func:`encode_task_request`, the client's
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -58,6 +60,7 @@ __all__ = [
     "decode_watch_task",
     "encode_create_task",
     "encode_task",
+    "encode_task_fields",
     "encode_task_request",
 ]
 
@@ -178,6 +181,54 @@ def encode_task(task: Any) -> bytes:
     if task.status is not None:
         out += _delimited(_TASK_STATUS, _status(task.status))
     return out
+
+
+def encode_task_fields(
+    task_id: str,
+    session_id: str,
+    data: bytes | None,
+    output: bytes | None,
+    state: int,
+    creation_time: int,
+    completion_time: int | None,
+    events: Sequence[tuple[int, str | None, int]] = (),
+) -> bytes:
+    """The encoding of a ``Task`` given by its fields, with metadata, spec and status all set.
+
+    The bytes :func:`encode_task` writes for the generated ``Task`` of any
+    wire holding the same values (``name`` equal to ``id``, no ``owner``);
+    ``events`` are (code, message, creation time) and need a wire that has
+    them (v0.5, v0.6). For a server that keeps tasks in records of its own:
+    no message is built to be encoded.
+    """
+    ident = task_id.encode()
+    size = len(ident)
+    head = _BYTE[size] if size < 0x80 else _varint(size)
+    metadata = _BYTE[_METADATA_ID] + head + ident + _BYTE[_METADATA_NAME] + head + ident
+    spec = b""
+    if session_id:
+        spec = _delimited(_SPEC_SESSION_ID, session_id.encode())
+    if data is not None:
+        spec += _delimited(_SPEC_INPUT, data)
+    if output is not None:
+        spec += _delimited(_SPEC_OUTPUT, output)
+    status = _BYTE[_STATUS_STATE] + _varint(state) if state else b""
+    if creation_time:
+        status += _BYTE[_STATUS_CREATION_TIME] + _varint(creation_time)
+    if completion_time is not None:
+        status += _BYTE[_STATUS_COMPLETION_TIME] + _varint(completion_time)
+    for code, message, at in events:
+        event = _BYTE[_EVENT_CODE] + _varint(code) if code else b""
+        if message is not None:
+            event += _delimited(_EVENT_MESSAGE, message.encode())
+        if at:
+            event += _BYTE[_EVENT_CREATION_TIME] + _varint(at)
+        status += _delimited(_STATUS_EVENT, event)
+    return (
+        _delimited(_TASK_METADATA, metadata if ident else b"")
+        + _delimited(_TASK_SPEC, spec)
+        + _delimited(_TASK_STATUS, status)
+    )
 
 
 class HandEncodedTask:

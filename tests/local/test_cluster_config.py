@@ -12,6 +12,7 @@ from flame._proto.v04 import flame as pb
 from flame.local import ApplicationConfig, ClusterConfig, LocalCluster, RetentionConfig, TlsConfig
 from flame.local._command import _config, configure
 from flame.local._config import TOKEN_VARIABLE, parse_duration
+from flame.local._model import Shim
 
 
 def test_reads_every_key_of_flame_conf(tmp_path: Path) -> None:
@@ -42,12 +43,13 @@ applications:
     )
     assert (config.host, config.port) == ("127.0.0.1", 9999)
     pi, ping = config.applications
-    spec = pi.spec()
-    assert (spec.shim, spec.command, spec.arguments) == (pb.Shim.Stdio, "python3", ["pi.py", "10"])
-    assert spec.environments == ["A=1", "B=x=y"]
-    assert spec.working_directory == "/tmp"
+    app = pi.application()
+    assert (app.shim, app.command, app.arguments) == (Shim.STDIO, "python3", ("pi.py", "10"))
+    assert app.environments == (("A", "1"), ("B", "x=y"))
+    assert app.working_directory == "/tmp"
     assert ping == ApplicationConfig("ping")
-    assert ping.spec().shim == pb.Shim.Log
+    assert ping.application().shim is Shim.LOG
+    assert ping.application("v0.6").shim is Shim.HOST
 
 
 @pytest.mark.parametrize(

@@ -93,7 +93,9 @@ async def test_grpc_applications_are_refused_until_the_grpc_shim_is_there(client
     from flame.local.shims import SHIMS
 
     result = await client.register("svc", pb.ApplicationSpec(shim=pb.Shim.Grpc, command="svc"))
-    if pb.Shim.Grpc in SHIMS:
+    from flame.local._model import Shim
+
+    if Shim.GRPC in SHIMS:
         assert result.return_code == 0
     else:
         assert result.return_code == -1 and "Grpc" in result.message
@@ -450,7 +452,8 @@ def test_a_refusal_reaches_the_client_with_its_code() -> None:
     # as the code the session manager refused with.
     from flame._errors import FlameError
     from flame._transport._status import Status, code_for_status
-    from flame.local._frontend import _status
+    from flame.local.frontend._serving import _refusal
+    from flame.local.frontend._v04 import _STATUS
 
     for code in (
         FlameErrorCode.NOT_FOUND,
@@ -460,5 +463,5 @@ def test_a_refusal_reaches_the_client_with_its_code() -> None:
         FlameErrorCode.UNAVAILABLE,
         FlameErrorCode.INTERNAL,
     ):
-        refusal: Any = _status(FlameError(code, "why"))
+        refusal: Any = _refusal(FlameError(code, "why"), _STATUS)
         assert code_for_status(Status(refusal.status.value), refusal.message) is code

@@ -18,6 +18,7 @@ import pytest
 
 from flame._proto.v04 import flame as pb
 from flame._transport import Channel
+from flame.local._model import Application, Shim
 
 from .conftest import Client, raw, wait_until
 from .test_command import _first_line, _flame_local, _free_port
@@ -133,11 +134,8 @@ async def test_a_malformed_request_neither_stops_a_sqlite_cluster_nor_loses_work
 # A commit that fails
 
 
-def _app(name: str, command: object) -> pb.Application:
-    return pb.Application(
-        metadata=pb.Metadata(id=name, name=name),
-        spec=pb.ApplicationSpec(command=command),  # type: ignore[arg-type]
-    )
+def _app(name: str, command: object) -> Application:
+    return Application(name=name, shim=Shim.LOG, command=command)  # type: ignore[arg-type]
 
 
 async def test_a_commit_that_fails_is_reported_retried_and_loses_nothing(
@@ -160,8 +158,8 @@ async def test_a_commit_that_fails_is_reported_retried_and_loses_nothing(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(store.write_behind)
                 store.save_application(_app("good", "x"))
-                # A message that cannot be encoded: nothing of the group can be committed.
-                broken = _app("broken", 1)
+                # A record that cannot be written: nothing of the group can be committed.
+                broken = _app("broken", b"not text")
                 store.save_application(broken)
                 tg.start_soon(wait_for_commit)
                 await wait_until(lambda: store.problem is not None, limit=10)
@@ -172,7 +170,7 @@ async def test_a_commit_that_fails_is_reported_retried_and_loses_nothing(
                 assert done == [] and store.unwritten
                 assert dict(_reader(path))["applications"] == 0
                 # Once it can be committed, it is, with everything of its group.
-                broken.spec.command = "fixed"
+                object.__setattr__(broken, "command", "fixed")
                 await wait_until(lambda: done == ["committed"], limit=10)
                 assert store.problem is None and not store.unwritten
                 assert dict(_reader(path))["applications"] == 2
@@ -186,7 +184,7 @@ async def test_closing_with_a_failing_commit_tells_the_callers(tmp_path: Path) -
     from flame.local._sqlite import SqliteStorage
 
     store = SqliteStorage(tmp_path / "flame.db")
-    store.save_application(_app("broken", 1))
+    store.save_application(_app("broken", b"not text"))
     seen: list[FlameError] = []
 
     async def wait_for_commit() -> None:

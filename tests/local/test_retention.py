@@ -16,68 +16,84 @@ import pytest
 from flame._proto.v04 import flame as pb
 from flame._transport import Channel
 from flame.local import ApplicationConfig, ClusterConfig, LocalCluster, RetentionConfig
-from flame.local._sessions import SessionManager
+from flame.local._model import Application, Session, SessionSpec, Shim
+from flame.local._sessions import SessionManager, SessionRuntime
 from flame.local._sqlite import SqliteStorage
 from flame.local._storage import MemoryStorage, Storage
 
 from .conftest import Client, wait_until
 from .test_command import _first_line, _flame_local, _free_port
 
+APP = Application(name="a", shim=Shim.LOG)
+
 
 def _manager(storage: Storage | None = None) -> SessionManager:
     manager = SessionManager(
         storage if storage is not None else MemoryStorage(), capacity=4, max_message_bytes=1 << 20
     )
-    assert manager.register_application("a", pb.ApplicationSpec()) is None
+    manager.save_application(APP)
     return manager
 
 
+def _create(manager: SessionManager) -> SessionRuntime:
+    return manager.create_session(manager.next_session_id(), SessionSpec(application="a"), APP)
+
+
 def _finished_session(manager: SessionManager, tasks: int = 2, close: bool = True) -> str:
-    session_id = str(manager.create_session(pb.SessionSpec(application="a")).metadata.id)
-    rt = manager.runtime(session_id)
+    rt = _create(manager)
     for n in range(tasks):
-        manager.create_task(pb.TaskSpec(session_id=session_id, input=b"%d" % n))
+        manager.create_task(rt, b"%d" % n)
         taken = manager.take_task(rt)
         assert taken is not None
-        manager.finish_task(rt, *taken, True, b"out")
+        manager.finish_task(rt, taken, True, b"out")
     if close:
-        manager.close_session(session_id)
-    return session_id
+        manager.close_session(rt)
+    return rt.id
+
+
+def _session(manager: SessionManager, session_id: str) -> Session:
+    rt = manager.runtime(session_id)
+    assert rt is not None
+    return rt.session
 
 
 def _ids(manager: SessionManager) -> list[str]:
-    return [s.metadata.id for s in manager.list_sessions()]
+    return [rt.id for rt in manager.runtimes()]
 
 
 def test_prune_by_count_goes_oldest_closed_first_and_spares_open_sessions() -> None:
     manager = _manager()
     first = _finished_session(manager)
     still_open = _finished_session(manager, close=False)
-    pending = manager.create_session(pb.SessionSpec(application="a")).metadata.id
-    manager.create_task(pb.TaskSpec(session_id=pending))
+    pending = _create(manager)
+    manager.create_task(pending, None)
     _finished_session(manager)  # the second closed: the first to go
     third = _finished_session(manager)
     # Closed first, reopened and closed again: now the newest closed.
-    manager.open_session(first)
-    manager.close_session(first)
+    rt = manager.runtime(first)
+    assert rt is not None
+    manager.reopen_session(rt)
+    manager.close_session(rt)
     assert manager.prune(time.time(), max_closed=5) == 0
     assert manager.prune(time.time(), max_closed=2) == 1
-    assert _ids(manager) == [first, still_open, pending, third]
+    assert _ids(manager) == [first, still_open, pending.id, third]
     assert manager.prune(time.time(), max_closed=0) == 2
-    assert _ids(manager) == [still_open, pending]
-    assert manager.runtime(pending).status.pending == 1
+    assert _ids(manager) == [still_open, pending.id]
+    assert pending.session.pending == 1
 
 
 def test_prune_by_age_uses_the_time_a_session_closed() -> None:
     manager = _manager()
     old = _finished_session(manager)
     young = _finished_session(manager)
-    closed_at = manager.get_session(young).status.completion_time
-    manager.get_session(old).status.completion_time = closed_at - 100
-    assert manager.prune(closed_at + 10, max_age=50) == 1
+    closed_at = _session(manager, young).completion_time
+    assert closed_at is not None
+    _session(manager, old).completion_time = closed_at - 100_000  # milliseconds
+    now = closed_at / 1000
+    assert manager.prune(now + 10, max_age=50) == 1
     assert _ids(manager) == [young]
-    assert manager.prune(closed_at + 10, max_age=50) == 0
-    assert manager.prune(closed_at + 60, max_age=50) == 1
+    assert manager.prune(now + 10, max_age=50) == 0
+    assert manager.prune(now + 60, max_age=50) == 1
     assert _ids(manager) == []
 
 
@@ -100,23 +116,24 @@ def test_a_deleted_session_frees_its_memory_and_rows(
     try:
         kept = _finished_session(manager, tasks=3, close=False)
         gone = _finished_session(manager, tasks=3)
-        watched = [weakref.ref(manager.get_session(gone))]
-        watched += [weakref.ref(task) for _, task in store.tasks(int(gone))]
+        watched = [weakref.ref(_session(manager, gone))]
+        watched += [weakref.ref(task) for task in store.tasks(gone)]
         if how == "delete":
-            manager.delete_session(gone)
+            rt = manager.runtime(gone)
+            assert rt is not None
+            manager.delete_session(rt)
+            del rt
         else:
             assert manager.prune(time.time() + 60, max_age=30) == 1
         gc.collect()
         assert [ref() for ref in watched] == [None] * len(watched)
-        assert store.get_session(int(gone)) is None and list(store.tasks(int(gone))) == []
+        assert store.get_session(gone) is None and list(store.tasks(gone)) == []
         assert _ids(manager) == [kept]
         if isinstance(store, SqliteStorage):
             assert store.flush()
             with contextlib.closing(sqlite3.connect(tmp_path / "flame.db")) as db:
-                assert db.execute("SELECT DISTINCT session_id FROM tasks").fetchall() == [
-                    (int(kept),)
-                ]
-                assert db.execute("SELECT id FROM sessions").fetchall() == [(int(kept),)]
+                assert db.execute("SELECT DISTINCT session_id FROM tasks").fetchall() == [(kept,)]
+                assert db.execute("SELECT id FROM sessions").fetchall() == [(kept,)]
     finally:
         manager.stop()
 
@@ -126,8 +143,10 @@ def test_closed_sessions_come_back_in_the_order_they_closed(tmp_path: Path) -> N
     manager = _manager(SqliteStorage(path))
     first = _finished_session(manager)
     _finished_session(manager)
-    manager.get_session(first).status.completion_time += 5  # closed after the second
-    manager.storage.save_session(int(first), manager.get_session(first), manager.runtime(first).app)
+    session = _session(manager, first)
+    assert session.completion_time is not None
+    session.completion_time += 5000  # closed after the second
+    manager.storage.save_session(session, APP)
     manager.stop()
     again = SessionManager(SqliteStorage(path), capacity=4, max_message_bytes=1 << 20)
     try:

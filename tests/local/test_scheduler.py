@@ -5,8 +5,8 @@ from __future__ import annotations
 from flame.local._scheduler import Demand, Plan, fair_shares, plan
 
 
-def d(session_id: int, work: int, bound: int = 0, slots: int = 1) -> Demand:
-    return Demand(session_id=session_id, slots=slots, work=work, bound=bound)
+def d(session: int, work: int, bound: int = 0, slots: int = 1, limit: int | None = None) -> Demand:
+    return Demand(session=session, slots=slots, work=work, bound=bound, limit=limit)
 
 
 def test_one_session_gets_what_it_can_use() -> None:

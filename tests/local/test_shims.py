@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -109,15 +110,16 @@ async def test_a_failing_session_enter_fails_the_tasks_and_the_executor_carries_
 ) -> None:
     from contextlib import asynccontextmanager
 
+    from flame.local._model import Shim
     from flame.local.shims import SHIMS, ShimError
 
     @asynccontextmanager
-    async def broken(app: pb.Application, session: pb.SessionContext):  # type: ignore[no-untyped-def]
+    async def broken(app: Any, session: Any):  # type: ignore[no-untyped-def]
         raise ShimError(f"cannot enter session {session.session_id}")
         yield
 
-    previous = SHIMS.get(pb.Shim.Grpc)
-    SHIMS[pb.Shim.Grpc] = broken
+    previous = SHIMS.get(Shim.GRPC)
+    SHIMS[Shim.GRPC] = broken
     try:
         spec = pb.ApplicationSpec(shim=pb.Shim.Grpc, command="x")
         assert (await client.register("broken", spec)).return_code == 0
@@ -132,9 +134,9 @@ async def test_a_failing_session_enter_fails_the_tasks_and_the_executor_carries_
         assert (await client.run(await client.session())).status.state == pb.TaskState.Succeed
     finally:
         if previous is None:
-            del SHIMS[pb.Shim.Grpc]
+            del SHIMS[Shim.GRPC]
         else:
-            SHIMS[pb.Shim.Grpc] = previous
+            SHIMS[Shim.GRPC] = previous
 
 
 async def test_only_a_broken_shim_is_opened_again_and_only_so_many_times_in_a_row() -> None:
@@ -143,6 +145,7 @@ async def test_only_a_broken_shim_is_opened_again_and_only_so_many_times_in_a_ro
     from flame._transport import Channel
     from flame.local import LocalCluster
     from flame.local._executors import MAX_RESTARTS
+    from flame.local._model import Shim
     from flame.local.shims import SHIMS, ShimError
 
     opened: list[str] = []
@@ -154,7 +157,7 @@ async def test_only_a_broken_shim_is_opened_again_and_only_so_many_times_in_a_ro
             self.number = len(opened)
             self.broken: str | None = None
 
-        async def invoke(self, task: pb.TaskContext) -> bytes | None:
+        async def invoke(self, task: Any) -> bytes | None:
             if task.input == b"fail":
                 raise ShimError("failed, still whole")
             if task.input == b"break":
@@ -163,12 +166,12 @@ async def test_only_a_broken_shim_is_opened_again_and_only_so_many_times_in_a_ro
             return str(self.number).encode()
 
     @asynccontextmanager
-    async def fragile(app: pb.Application, session: pb.SessionContext):  # type: ignore[no-untyped-def]
+    async def fragile(app: Any, session: Any):  # type: ignore[no-untyped-def]
         opened.append(session.session_id)
         yield Fragile()
 
-    previous = SHIMS.get(pb.Shim.Grpc)
-    SHIMS[pb.Shim.Grpc] = fragile
+    previous = SHIMS.get(Shim.GRPC)
+    SHIMS[Shim.GRPC] = fragile
     try:
         # One slot: one executor takes the session's tasks, in order.
         async with (
@@ -203,9 +206,9 @@ async def test_only_a_broken_shim_is_opened_again_and_only_so_many_times_in_a_ro
             assert opened[-1] == other
     finally:
         if previous is None:
-            del SHIMS[pb.Shim.Grpc]
+            del SHIMS[Shim.GRPC]
         else:
-            SHIMS[pb.Shim.Grpc] = previous
+            SHIMS[Shim.GRPC] = previous
 
 
 async def test_stopping_the_cluster_kills_running_children(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sqlite3
 import subprocess
@@ -20,8 +21,17 @@ from hypothesis import strategies as st
 from flame._errors import FlameError, FlameErrorCode
 from flame._proto.v04 import flame as pb
 from flame._transport import Channel
-from flame._wire import WireTask
 from flame.local import ApplicationConfig, ClusterConfig, LocalCluster
+from flame.local._model import (
+    Application,
+    Event,
+    Session,
+    SessionSpec,
+    SessionState,
+    Shim,
+    Task,
+    TaskState,
+)
 from flame.local._sessions import SessionManager
 from flame.local._sqlite import ID_BLOCK, SqliteStorage
 from flame.local._storage import MemoryStorage, Storage
@@ -33,40 +43,45 @@ from .test_command import _first_line, _flame_local, _free_port
 # The two stores give the same answers
 
 
-def _app(name: str, shim: pb.Shim = pb.Shim.Log, command: str | None = None) -> pb.Application:
-    return pb.Application(
-        metadata=pb.Metadata(id=name, name=name),
-        spec=pb.ApplicationSpec(shim=shim, command=command, arguments=["-x"]),
-        status=pb.ApplicationStatus(state=pb.ApplicationState.Enabled, creation_time=7),
+def _app(name: str, shim: Shim = Shim.LOG, command: str | None = None) -> Application:
+    return Application(
+        name=name,
+        shim=shim,
+        command=command,
+        arguments=("-x",),
+        environments=(("A", "1"), ("A", "2")),
+        creation_time=7,
     )
 
 
-def _session(session_id: int, app: str) -> pb.Session:
-    return pb.Session(
-        metadata=pb.Metadata(id=str(session_id), name=str(session_id)),
-        spec=pb.SessionSpec(application=app, slots=1, common_data=b"common"),
-        status=pb.SessionStatus(state=pb.SessionState.Open, creation_time=11),
+def _session(session_id: str, app: str) -> Session:
+    return Session(
+        session_id,
+        SessionSpec(application=app, slots=1, common_data=b"common", max_instances=3),
+        creation_time=11,
     )
 
 
-def _task(session_id: int, task_id: int, data: bytes | None) -> pb.Task:
-    return WireTask(
-        metadata=pb.Metadata(id=str(task_id), name=str(task_id)),
-        spec=pb.TaskSpec(session_id=str(session_id), input=data),
-        status=pb.TaskStatus(state=pb.TaskState.Pending, creation_time=13),
-    )
+def _task(session_id: str, task_id: int, data: bytes | None) -> Task:
+    return Task(task_id, session_id, data, 13)
 
 
 NAMES = ["a", "b", "c"]
+SESSION_NAMES = ["x", "y", "z"]
 
 #: One operation on a store, as the session manager would make it. Indexes
 #: pick among the sessions and tasks that exist (modulo their number), so
 #: most operations hit something.
 OPS = st.one_of(
-    st.tuples(st.just("save_app"), st.sampled_from(NAMES), st.sampled_from(list(pb.Shim))),
+    st.tuples(st.just("save_app"), st.sampled_from(NAMES), st.sampled_from(list(Shim))),
     st.tuples(st.just("delete_app"), st.sampled_from(NAMES)),
     st.tuples(st.just("create_session"), st.sampled_from(NAMES)),
+    # v0.6: the client names its sessions, and may name one that was deleted.
+    st.tuples(
+        st.just("create_named_session"), st.sampled_from(NAMES), st.sampled_from(SESSION_NAMES)
+    ),
     st.tuples(st.just("close_session"), st.integers(0, 5)),
+    st.tuples(st.just("session_event"), st.integers(0, 5), st.integers(1000, 1002)),
     st.tuples(st.just("delete_session"), st.integers(0, 5)),
     st.tuples(
         st.just("create_task"), st.integers(0, 5), st.one_of(st.none(), st.binary(max_size=20))
@@ -75,8 +90,9 @@ OPS = st.one_of(
         st.just("finish_task"),
         st.integers(0, 5),
         st.integers(0, 10),
-        st.sampled_from(list(pb.TaskState)),
+        st.sampled_from(list(TaskState)),
         st.one_of(st.none(), st.binary(max_size=20)),
+        st.one_of(st.none(), st.text(max_size=10)),
     ),
     st.tuples(st.just("delete_task"), st.integers(0, 5), st.integers(0, 10)),
     st.tuples(st.just("flush")),
@@ -91,46 +107,51 @@ def _pick(items: list[Any], index: int) -> Any:
 def _apply(store: Storage, op: tuple[Any, ...]) -> Any:
     """Do ``op`` on ``store``; what it answered, for comparison."""
     kind = op[0]
-    session_ids = [int(s.metadata.id) for s in store.sessions()]
+    session_ids = [s.id for s in store.sessions()]
     if kind == "save_app":
-        app = _app(op[1], op[2], command=f"cmd-{op[2].name}")
+        app = _app(op[1], op[2], command=f"cmd-{op[2].value}")
         store.save_application(app)
         return None
     if kind == "delete_app":
         store.delete_application(op[1])
         return None
-    if kind == "create_session":
+    if kind in ("create_session", "create_named_session"):
         app = store.get_application(op[1])
         if app is None:
             return "no app"
-        session_id = store.next_session_id()
-        store.save_session(session_id, _session(session_id, op[1]), app)
+        if kind == "create_session":
+            session_id = str(store.next_session_id())
+        else:
+            session_id = op[2]
+            if store.get_session(session_id) is not None:
+                return "exists"
+        store.save_session(_session(session_id, op[1]), app)
         return session_id
     session_id = _pick(session_ids, op[1]) if len(op) > 1 else None
+    if session_id is None:
+        return None
+    session = store.get_session(session_id)
+    app = store.session_application(session_id)
+    assert session is not None and app is not None
     if kind == "close_session":
-        if session_id is None:
-            return None
-        session = store.get_session(session_id)
-        app = store.session_application(session_id)
-        assert session is not None and app is not None
-        session.status.state = pb.SessionState.Closed
-        session.status.completion_time = 99
-        store.save_session(session_id, session, app)
+        session.state = SessionState.CLOSED
+        session.completion_time = 99
+        session.cancelled += 1
+        store.save_session(session, app)
+        return session_id
+    if kind == "session_event":
+        session.events.append(Event(op[2], f"event {op[2]}", 17))
+        store.save_session(session, app)
         return session_id
     if kind == "delete_session":
-        if session_id is not None:
-            store.delete_session(session_id)
+        store.delete_session(session_id)
         return session_id
     if kind == "create_task":
-        if session_id is None:
-            return None
         task_id = store.next_task_id(session_id)
-        store.save_task(session_id, task_id, _task(session_id, task_id, op[2]))
+        store.save_task(_task(session_id, task_id, op[2]))
         return task_id
     if kind in ("finish_task", "delete_task"):
-        if session_id is None:
-            return None
-        task_ids = [task_id for task_id, _ in store.tasks(session_id)]
+        task_ids = [task.id for task in store.tasks(session_id)]
         task_id = _pick(task_ids, op[2])
         if task_id is None:
             return None
@@ -139,33 +160,48 @@ def _apply(store: Storage, op: tuple[Any, ...]) -> Any:
             return task_id
         task = store.get_task(session_id, task_id)
         assert task is not None
-        task.status.state = op[3]
-        task.status.completion_time = 123
-        task.spec.output = op[4]
-        store.save_task(session_id, task_id, task)
+        task.state = op[3]
+        task.running_time = 100
+        task.completion_time = 123
+        task.output = op[4]
+        task.message = op[5]
+        store.save_task(task)
         return task_id
     raise AssertionError(kind)
 
 
+def _session_fields(session: Session | None) -> Any:
+    if session is None:
+        return None
+    events = [(e.code, e.message, e.creation_time) for e in session.events]
+    return (
+        session.id,
+        session.spec,
+        session.state,
+        session.creation_time,
+        session.completion_time,
+        session.counters(),
+        events,
+    )
+
+
 def _contents(store: Storage) -> Any:
-    """Every answer the store gives, as bytes, for lookups that hit and miss."""
-    sessions = [bytes(s) for s in store.sessions()]
-    ids = [int(s.metadata.id) for s in store.sessions()]
+    """Every answer the store gives, for lookups that hit and miss."""
+    ids = [s.id for s in store.sessions()]
     return (
         # Applications come in no promised order (a Flame cluster lists them
-        # as its store gives them): an application saved again keeps its
-        # place in memory and moves to the end in the file.
-        sorted(bytes(a) for a in store.applications()),
-        {name: bytes(a) if (a := store.get_application(name)) else None for name in NAMES},
-        sessions,
+        # as its store gives them).
+        sorted(store.applications(), key=lambda app: app.name),
+        {name: store.get_application(name) for name in NAMES},
+        [_session_fields(s) for s in store.sessions()],
         {
             sid: (
-                bytes(s) if (s := store.get_session(sid)) else None,
-                bytes(a) if (a := store.session_application(sid)) else None,
-                [(tid, bytes(t)) for tid, t in store.tasks(sid)],
-                [bytes(t) if (t := store.get_task(sid, tid)) else None for tid in range(0, 12)],
+                _session_fields(store.get_session(sid)),
+                store.session_application(sid),
+                [t.fields() for t in store.tasks(sid)],
+                [t.fields() if (t := store.get_task(sid, tid)) else None for tid in range(0, 12)],
             )
-            for sid in [*ids, 0, max(ids, default=0) + 1]
+            for sid in [*ids, "0", "nope", *SESSION_NAMES]
         },
     )
 
@@ -173,10 +209,10 @@ def _contents(store: Storage) -> Any:
 #: Where every sequence starts: two applications, two sessions, some tasks,
 #: so that the operations drawn next find something to work on.
 START: list[tuple[Any, ...]] = [
-    ("save_app", "a", pb.Shim.Log),
-    ("save_app", "b", pb.Shim.Shell),
+    ("save_app", "a", Shim.LOG),
+    ("save_app", "b", Shim.SHELL),
     ("create_session", "a"),
-    ("create_session", "b"),
+    ("create_named_session", "b", "x"),
     *[("create_task", 0, bytes([n])) for n in range(3)],
     ("create_task", 1, None),
 ]
@@ -212,15 +248,12 @@ def test_sqlite_and_memory_give_the_same_answers(drawn: list[tuple[Any, ...]]) -
             # The counters went on where they stopped, for sessions and tasks.
             assert memory.next_session_id() == sqlite.next_session_id()
             for session in memory.sessions():
-                session_id = int(session.metadata.id)
-                assert memory.next_task_id(session_id) == sqlite.next_task_id(session_id)
+                assert memory.next_task_id(session.id) == sqlite.next_task_id(session.id)
             # Nothing is left behind in the file: a deleted session's tasks go too.
             sqlite.close()
             rows = dict(_reader(path))
             assert rows["sessions"] == len(list(memory.sessions()))
-            assert rows["tasks"] == sum(
-                len(list(memory.tasks(int(s.metadata.id)))) for s in memory.sessions()
-            )
+            assert rows["tasks"] == sum(len(list(memory.tasks(s.id))) for s in memory.sessions())
         finally:
             sqlite.close()
 
@@ -236,32 +269,35 @@ def _reader(path: Path) -> Iterator[tuple[str, int]]:
             yield table, db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
-def test_the_file_is_wal_and_holds_encoded_messages(tmp_path: Path) -> None:
+def test_the_file_is_wal_and_holds_readable_records(tmp_path: Path) -> None:
     path = tmp_path / "flame.db"
     store = SqliteStorage(path)
     try:
         app = _app("a")
         store.save_application(app)
-        session_id = store.next_session_id()
-        store.save_session(session_id, _session(session_id, "a"), app)
+        session_id = str(store.next_session_id())
+        store.save_session(_session(session_id, "a"), app)
         task = _task(session_id, store.next_task_id(session_id), b"in")
-        store.save_task(session_id, 1, task)
+        task.state = TaskState.FAILED
+        task.message = "why"
+        store.save_task(task)
         store.flush()
         with sqlite3.connect(path) as db:
             assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-            (blob,) = db.execute("SELECT message FROM tasks").fetchone()
-            assert blob == bytes(pb.Task(task.metadata, task.spec, task.status))
-            (blob,) = db.execute("SELECT message FROM applications").fetchone()
-            assert pb.Application.parse(blob) == app
+            assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+            row = db.execute("SELECT session_id, id, state, input, message FROM tasks").fetchone()
+            assert row == (session_id, 1, 3, b"in", "why")
+            (record,) = db.execute("SELECT record FROM applications").fetchone()
+            assert json.loads(record)["environments"] == [["A", "1"], ["A", "2"]]
+            assert db.execute("SELECT value FROM meta WHERE key = 'wire'").fetchone() == ("v0.4",)
         assert store.get_task(session_id, 1) is task
     finally:
         store.close()
     reopened = SqliteStorage(path)
     try:
         again = reopened.get_task(session_id, 1)
-        # The frontend sends what it gets with the fast encoder.
-        assert isinstance(again, WireTask)
-        assert again == task
+        assert again is not None and again.fields() == task.fields()
+        assert reopened.get_application("a") == app
     finally:
         reopened.close()
 
@@ -350,57 +386,58 @@ def _manager(path: Path) -> SessionManager:
 def test_the_manager_comes_back_with_pending_work_in_order_and_counted(tmp_path: Path) -> None:
     path = tmp_path / "flame.db"
     manager = _manager(path)
-    assert manager.register_application("a", pb.ApplicationSpec(shim=pb.Shim.Log)) is None
-    open_session = manager.create_session(pb.SessionSpec(application="a"))
-    sid = open_session.metadata.id
-    tasks = [manager.create_task(pb.TaskSpec(session_id=sid, input=bytes([i]))) for i in range(5)]
-    rt = manager.runtime(sid)
+    app = Application(name="a", shim=Shim.LOG)
+    manager.save_application(app)
+    rt = manager.create_session(manager.next_session_id(), SessionSpec(application="a"), app)
+    sid = rt.id
+    tasks = [manager.create_task(rt, bytes([i])) for i in range(5)]
     first = manager.take_task(rt)
     second = manager.take_task(rt)
     assert first is not None and second is not None
-    manager.finish_task(rt, *first, True, b"done")
-    manager.delete_task("4", sid)  # pending ones: 3 and 5
-    closed = manager.create_session(pb.SessionSpec(application="a"))
-    manager.create_task(pb.TaskSpec(session_id=closed.metadata.id))
-    crt = manager.runtime(closed.metadata.id)
+    manager.finish_task(rt, first, True, b"done")
+    manager.delete_task(rt, tasks[3])  # pending ones: 3 and 5
+    crt = manager.create_session(manager.next_session_id(), SessionSpec(application="a"), app)
+    manager.create_task(crt, None)
     taken = manager.take_task(crt)
     assert taken is not None
-    manager.finish_task(crt, *taken, False, b"no")
-    manager.close_session(closed.metadata.id)
-    # The update comes after the sessions: they keep the spec they were made with.
-    manager.update_application("a", pb.ApplicationSpec(shim=pb.Shim.Shell))
-    assert manager.runtime(sid).status.running == 1
+    manager.finish_task(crt, taken, False, None, "no")
+    manager.close_session(crt)
+    # The update comes after the sessions: they keep the application they were made with.
+    manager.save_application(Application(name="a", shim=Shim.SHELL))
+    assert rt.session.running == 1
     manager.stop()
     # Stopped: what the executors say now is not kept.
-    manager.finish_task(rt, *second, True, b"too late")
+    manager.finish_task(rt, second, True, b"too late")
     with pytest.raises(FlameError, match="stopping"):
-        manager.create_task(pb.TaskSpec(session_id=sid))
+        manager.create_task(rt, None)
 
     again = _manager(path)
     try:
         rt = again.runtime(sid)
-        assert rt.is_open
+        assert rt is not None and rt.is_open
         # Task 2 was running: it is pending again, first in line.
-        assert [task_id for task_id, _ in rt.pending] == [2, 3, 5]
-        assert [t.status.state for _, t in rt.pending] == [pb.TaskState.Pending] * 3
-        status = rt.status
-        assert (status.pending, status.running, status.succeed, status.failed) == (3, 0, 1, 0)
-        assert again.get_task("1", sid).spec.output == b"done"
-        assert again.get_task("2", sid).spec.output is None
-        with pytest.raises(FlameError, match="does not exist"):
-            again.get_task("4", sid)
-        assert rt.pending[1][1] == tasks[2]
-        assert rt.app.spec.shim == pb.Shim.Log
-        assert again.get_application("a").spec.shim == pb.Shim.Shell
+        assert [task.id for task in rt.pending] == [2, 3, 5]
+        assert [task.state for task in rt.pending] == [TaskState.PENDING] * 3
+        assert rt.session.counters() == (3, 0, 1, 0, 0)
+        done = again.get_task(rt, 1)
+        assert done is not None and done.output == b"done"
+        rerun = again.get_task(rt, 2)
+        assert rerun is not None and rerun.output is None
+        assert again.get_task(rt, 4) is None
+        assert rt.pending[1].fields() == tasks[2].fields()
+        assert rt.app.shim is Shim.LOG
+        stored = again.application("a")
+        assert stored is not None and stored.shim is Shim.SHELL
 
-        crt = again.runtime(closed.metadata.id)
-        assert not crt.is_open
-        status = crt.status
-        assert (status.pending, status.running, status.succeed, status.failed) == (0, 0, 0, 1)
-        assert [s.metadata.id for s in again.list_sessions()] == [sid, closed.metadata.id]
+        crt = again.runtime(crt.id)
+        assert crt is not None and not crt.is_open
+        assert crt.session.counters() == (0, 0, 0, 1, 0)
+        failed = again.get_task(crt, 1)
+        assert failed is not None and failed.message == "no"
+        assert [r.id for r in again.runtimes()] == [sid, crt.id]
         # Ids go on where they stopped.
-        assert again.create_session(pb.SessionSpec(application="a")).metadata.id == "3"
-        assert again.create_task(pb.TaskSpec(session_id=sid)).metadata.id == "6"
+        assert again.next_session_id() == "3"
+        assert again.create_task(rt, None).id == 6
     finally:
         again.stop()
 
@@ -415,7 +452,7 @@ def _config(tmp_path: Path) -> ClusterConfig:
         storage=f"sqlite://{tmp_path / 'flame.db'}",
         applications=[
             ApplicationConfig("ping"),
-            ApplicationConfig("sh", shim=pb.Shim.Shell, working_directory=str(tmp_path)),
+            ApplicationConfig("sh", shim="Shell", working_directory=str(tmp_path)),
         ],
     )
 
@@ -524,7 +561,7 @@ async def test_a_config_application_changed_between_runs_is_updated(tmp_path: Pa
     changed = ClusterConfig(
         slots=1,
         storage=config.storage,
-        applications=[ApplicationConfig("sh", shim=pb.Shim.Shell, command="/bin/bash")],
+        applications=[ApplicationConfig("sh", shim="Shell", command="/bin/bash")],
     )
     async with LocalCluster(changed) as cluster, await Channel.connect(cluster.endpoint) as channel:
         client = Client(channel)
@@ -545,7 +582,7 @@ async def test_a_cluster_on_a_path_it_cannot_use_does_not_start(tmp_path: Path) 
 
 async def test_a_watcher_of_a_cluster_in_memory_is_told_it_stopped(tmp_path: Path) -> None:
     config = ClusterConfig(
-        slots=1, applications=[ApplicationConfig("sh", shim=pb.Shim.Shell)], storage="mem"
+        slots=1, applications=[ApplicationConfig("sh", shim="Shell")], storage="mem"
     )
     seen: list[pb.TaskState | FlameError] = []
 
@@ -601,8 +638,8 @@ async def test_flame_local_killed_comes_back_from_its_file(tmp_path: Path) -> No
 
     def stored_state(task_id: int) -> int | None:
         with contextlib.closing(sqlite3.connect(database)) as db:
-            row = db.execute("SELECT message FROM tasks WHERE id = ?", (task_id,)).fetchone()
-        return None if row is None else int(pb.Task.parse(row[0]).status.state)
+            row = db.execute("SELECT state FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return None if row is None else int(row[0])
 
     process = await anyio.open_process(command, stderr=subprocess.DEVNULL)
     try:

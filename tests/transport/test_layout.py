@@ -22,7 +22,6 @@ SERVER_SIDE = {
     "_transport/_edge.py",
     "_transport/_loop.py",
     "local/_cluster.py",
-    "local/_frontend.py",
     "local/shims/grpc.py",
     "service/_runtime.py",
 }

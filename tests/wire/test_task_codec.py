@@ -36,6 +36,7 @@ from flame._wire import (
     decode_watch_task,
     encode_create_task,
     encode_task,
+    encode_task_fields,
     encode_task_request,
 )
 
@@ -119,6 +120,31 @@ def generic_bytes(message: Any) -> bytes:
 def test_encode_task_matches_the_generated_encoder(wire: str, data: st.DataObject) -> None:
     task = data.draw(tasks(WIRES[wire]))
     assert encode_task(task) == bytes(task)
+
+
+@by_wire
+@settings(max_examples=150)
+@given(data=st.data())
+def test_encode_task_fields_matches_the_generated_encoder(wire: str, data: st.DataObject) -> None:
+    pb = WIRES[wire]
+    task_id, session_id = data.draw(TEXT), data.draw(TEXT)
+    given_input, output = data.draw(BLOBS), data.draw(BLOBS)
+    state = data.draw(st.sampled_from(list(pb.TaskState)))
+    created, completed = data.draw(TIMES), data.draw(st.one_of(st.none(), TIMES))
+    history = data.draw(st.lists(events(pb), max_size=4)) if has_events(pb) else []
+    status = pb.TaskStatus(state=state, creation_time=created, completion_time=completed)
+    if history:
+        status.events = history
+    task = pb.Task(
+        metadata=pb.Metadata(id=task_id, name=task_id),
+        spec=pb.TaskSpec(session_id=session_id, input=given_input, output=output),
+        status=status,
+    )
+    flat = [(e.code, e.message, e.creation_time) for e in history]
+    encoded = encode_task_fields(
+        task_id, session_id, given_input, output, int(state), created, completed, flat
+    )
+    assert encoded == generic_bytes(task)
 
 
 @by_wire

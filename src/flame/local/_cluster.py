@@ -25,12 +25,13 @@ import attrs
 from .._errors import FlameError, FlameErrorCode
 from .._transport import open_grpc_loop, serve
 from ._config import ApplicationConfig, ClusterConfig, RetentionConfig
-from ._executors import ExecutorPool
-from ._frontend import Frontend
+from ._executors import Contract, ExecutorPool
+from ._model import now_ms
 from ._security import exposure, server_security
 from ._sessions import SessionManager
 from ._sqlite import SqliteStorage
 from ._storage import MemoryStorage, Storage
+from .frontend import frontend, registrable
 
 __all__ = ["LocalCluster"]
 
@@ -41,25 +42,36 @@ def _make_storage(config: ClusterConfig) -> Storage:
     path = config.storage_path
     if path is None:
         return MemoryStorage()
-    storage = SqliteStorage(path)
+    storage = SqliteStorage(path, wire=config.wire)
     log.info("keeping state in %s", os.path.abspath(path))
     return storage
 
 
-def _register(manager: SessionManager, app: ApplicationConfig) -> None:
+def _checked(config: ClusterConfig) -> None:
+    """Refuse a config whose applications its wire cannot express or this cluster run."""
+    problems = []
+    for app in config.applications:
+        problem = registrable(config.wire, app.application(config.wire))
+        if isinstance(problem, str):
+            problems.append(problem)
+    if problems:
+        raise FlameError(
+            FlameErrorCode.INVALID_CONFIG,
+            f"cannot register, on {config.wire}: " + "; ".join(problems),
+        )
+
+
+def _register(manager: SessionManager, app: ApplicationConfig, wire: str) -> None:
     """Register an application of the config; one the store already holds is updated to it."""
-    spec = app.spec()
-    known = manager.storage.get_application(app.name)
-    if known is None:
-        problem = manager.register_application(app.name, spec)
-    elif known.spec != spec:
+    wanted = registrable(wire, app.application(wire, now_ms()))
+    assert not isinstance(wanted, str)  # _checked said so
+    known = manager.application(app.name)
+    if known is not None:
         # The config says what the application is now; sessions created with
         # the stored one keep it.
-        problem = manager.update_application(app.name, spec)
-    else:
-        problem = None
-    if problem is not None:
-        raise FlameError(FlameErrorCode.INVALID_CONFIG, f"cannot register: {problem}")
+        wanted = attrs.evolve(wanted, creation_time=known.creation_time, state=known.state)
+    if wanted != known:
+        manager.save_application(wanted)
 
 
 #: How many closed sessions one round of pruning deletes at most; the next
@@ -92,8 +104,9 @@ async def _run_cluster(
 
     ``task_status`` gets its endpoint and its session manager once it serves.
     """
+    _checked(config)
     security = server_security(config)
-    pool = ExecutorPool(config.slots)
+    pool = ExecutorPool(config.slots, Contract(config.wire))
     storage = _make_storage(config)
     try:
         manager = SessionManager(
@@ -108,14 +121,14 @@ async def _run_cluster(
     pool.attach(manager)
     try:
         for app in config.applications:
-            _register(manager, app)
+            _register(manager, app, config.wire)
         # We are on asyncio here, whatever the caller runs: this loop is the caller's.
         loop = open_grpc_loop()
-        frontend = Frontend(manager)
+        service = frontend(config.wire, manager, pool)
         async with (
             serve(
                 loop,
-                [frontend],
+                [service],
                 host=config.host,
                 port=config.port,
                 ssl=security.ssl,
@@ -131,8 +144,9 @@ async def _run_cluster(
                 tg.start_soon(_prune, manager, config.retention, name="flame retention")
             manager.resume()
             log.info(
-                "cluster %r serving on %s with %d executor slot(s)",
+                "cluster %r serving Flame %s on %s with %d executor slot(s)",
                 config.name,
+                config.wire,
                 server.address,
                 config.slots,
             )
@@ -167,9 +181,10 @@ class LocalCluster:
         async with LocalCluster(applications=[ApplicationConfig("ping")]) as cluster:
             ...  # connect to cluster.endpoint
 
-    It serves the ``Frontend`` service on 127.0.0.1 (a free port unless the
-    config names one), runs ``slots`` executor slots (default: the number of
-    CPUs), and registers the config's applications before it answers. Leaving
+    It serves the ``Frontend`` service of its wire (``wire="v0.4"``, the
+    default, or ``"v0.6"``) on 127.0.0.1 (a free port unless the config names
+    one), runs ``slots`` executor slots (default: the number of CPUs), and
+    registers the config's applications before it answers. Leaving
     the ``async with`` stops the server, the executors and every child process
     they started. Works under asyncio and under trio. With ``tls`` in the
     config it serves ``https://``.
@@ -187,9 +202,12 @@ class LocalCluster:
         slots: int | None = None,
         endpoint: str | None = None,
         applications: Iterable[ApplicationConfig] | None = None,
+        wire: str | None = None,
     ) -> None:
         config = config if config is not None else ClusterConfig()
         changes: dict[str, Any] = {}
+        if wire is not None:
+            changes["wire"] = wire
         if slots is not None:
             changes["slots"] = slots
         if endpoint is not None:

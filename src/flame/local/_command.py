@@ -14,7 +14,7 @@ import attrs
 
 from .._errors import FlameError, FlameErrorCode
 from ._cluster import LocalCluster
-from ._config import ClusterConfig, TlsConfig, parse_duration, token_from_env
+from ._config import WIRES, ClusterConfig, TlsConfig, parse_duration, token_from_env
 from ._security import exposure
 
 __all__ = ["configure", "run"]
@@ -27,6 +27,15 @@ LEVELS = ("debug", "info", "warning", "error")
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``flame local`` to ``parser``."""
+    parser.add_argument(
+        "--wire",
+        default=None,
+        choices=WIRES,
+        help="the Flame wire to speak, as one Flame cluster speaks one: v0.4 (flame.Frontend; "
+        "Log, Stdio, Shell and Grpc applications) or v0.6 (flame.v1.Frontend; Host "
+        "applications, through v0.6's service contract). Default: the config's `wire`, "
+        "else v0.4",
+    )
     parser.add_argument(
         "--endpoint",
         default=None,
@@ -103,6 +112,7 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
         )
     overrides: dict[str, Any] = {
         "slots": args.slots,
+        "wire": args.wire,
         "max_message_bytes": args.max_message_bytes,
         "max_connections": args.max_connections,
     }

@@ -1,17 +1,19 @@
 """The embedded cluster's configuration, and ``flame-conf.yaml``.
 
-A :class:`ClusterConfig` says where the cluster listens, how many executor
-slots it has, and which applications it registers when it starts. It can be
-built in code or read from a ``flame-conf.yaml`` with the keys a Flame cluster
-reads: ``name``, ``endpoint``, ``slot``, ``policy``, ``storage`` and
-``applications``; and those of this cluster: ``tls`` (:class:`TlsConfig`,
-shaped as a Flame v0.6 cluster's ``cluster.tls``), ``auth_token`` (also
-read from the ``FLAME_AUTH_TOKEN`` environment variable) and ``retention``
+A :class:`ClusterConfig` says which wire the cluster speaks, where it
+listens, how many executor slots it has, and which applications it registers
+when it starts. It can be built in code or read from a ``flame-conf.yaml``
+with the keys a Flame cluster reads: ``name``, ``endpoint``, ``slot``,
+``policy``, ``storage`` and ``applications``; and those of this cluster:
+``wire`` (``v0.4``, the default, or ``v0.6``), ``tls`` (:class:`TlsConfig`,
+shaped as a Flame v0.6 cluster's ``cluster.tls``), ``auth_token`` (also read
+from the ``FLAME_AUTH_TOKEN`` environment variable) and ``retention``
 (:class:`RetentionConfig`).
 """
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -21,13 +23,14 @@ import attrs
 
 from .._config import TOKEN_VARIABLE
 from .._errors import FlameError, FlameErrorCode
-from .._proto.v04 import flame as pb
 from .._transport import Endpoint, ServerLimits
 from .._transport._limits import DEFAULT_IDLE_TIMEOUT, check_message_limit
 from ._limits import MAX_MESSAGE_BYTES
+from ._model import Application, Shim
 
 __all__ = [
     "TOKEN_VARIABLE",
+    "WIRES",
     "ApplicationConfig",
     "ClusterConfig",
     "RetentionConfig",
@@ -49,13 +52,30 @@ _KEYS = {
     "max_message_bytes",
     "idle_timeout",
     "max_connections",
+    "wire",
 }
-_APP_KEYS = {"name", "shim", "command", "arguments", "environments", "working_directory", "url"}
+_APP_KEYS = {
+    "name",
+    "shim",
+    "command",
+    "arguments",
+    "environments",
+    "working_directory",
+    "url",
+    "description",
+    "labels",
+    "image",
+    "max_instances",
+    "delay_release",
+}
 _TLS_KEYS = {"cert_file", "key_file"}
 _RETENTION_KEYS = {"max_age", "max_closed_sessions"}
 _SLOT = re.compile(r"^\s*cpu\s*=\s*\d+\s*,\s*mem\s*=\s*\d+[kmgt]?\s*$", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|m|h|d)?\s*$")
 _UNITS = {None: 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+#: The wires the embedded cluster speaks; the first is the default.
+WIRES = ("v0.4", "v0.6")
 
 
 def _strings(values: Any) -> tuple[str, ...]:
@@ -66,27 +86,63 @@ def _bad(where: str, message: str) -> FlameError:
     return FlameError(FlameErrorCode.INVALID_CONFIG, f"{where}: {message}")
 
 
+def _shim(value: Any) -> Shim | None:
+    """A shim kind from its name, or from an enum of any wire's (by name): Log, Host, ..."""
+    if value is None or isinstance(value, Shim):
+        return value
+    name = value.name if isinstance(value, enum.Enum) else value
+    if isinstance(name, str):
+        try:
+            return Shim.named(name)
+        except KeyError:
+            pass
+    known = ", ".join(kind.value for kind in Shim)
+    raise _bad("shim", f"unknown shim {value!r}; one of {known}")
+
+
 @attrs.frozen
 class ApplicationConfig:
-    """An application to register when the cluster starts."""
+    """An application to register when the cluster starts.
+
+    ``shim`` is a kind of the cluster's wire, by name (``"Log"``, ``"Host"``)
+    or as an enum of a wire's or of the client's; None is the wire's first
+    (Log on v0.4, Host on v0.6). ``description``, ``labels``, ``image``,
+    ``max_instances`` and ``delay_release`` (seconds) are v0.6's: a v0.4
+    cluster refuses an application that sets them.
+    """
 
     name: str
-    shim: pb.Shim = pb.Shim.Log
+    shim: Shim | None = attrs.field(default=None, converter=_shim)
     command: str | None = None
     arguments: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     environments: Mapping[str, str] = attrs.field(factory=dict)
     working_directory: str | None = None
     url: str | None = None
+    description: str | None = None
+    labels: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    image: str | None = None
+    max_instances: int | None = None
+    delay_release: int | None = None
 
-    def spec(self) -> pb.ApplicationSpec:
-        """The ApplicationSpec to register."""
-        return pb.ApplicationSpec(
-            shim=self.shim,
-            url=self.url,
+    def application(self, wire: str = "v0.4", creation_time: int = 0) -> Application:
+        """The application to register on a cluster speaking ``wire``."""
+        shim = self.shim
+        if shim is None:
+            shim = Shim.LOG if wire == "v0.4" else Shim.HOST
+        return Application(
+            name=self.name,
+            shim=shim,
             command=self.command,
-            arguments=list(self.arguments),
-            environments=[f"{key}={value}" for key, value in self.environments.items()],
+            arguments=self.arguments,
+            environments=tuple(self.environments.items()),
             working_directory=self.working_directory,
+            url=self.url,
+            description=self.description,
+            labels=self.labels,
+            image=self.image,
+            max_instances=self.max_instances,
+            delay_release=self.delay_release,
+            creation_time=creation_time,
         )
 
     @classmethod
@@ -100,32 +156,42 @@ class ApplicationConfig:
         name = entry.get("name")
         if not isinstance(name, str) or not name:
             raise _bad(where, "the application has no `name`")
-        shim_name = entry.get("shim", "Log")
+        shim_name = entry.get("shim")
         try:
-            shim = pb.Shim[str(shim_name)]
+            shim = None if shim_name is None else Shim.named(str(shim_name))
         except KeyError:
-            known = ", ".join(s.name for s in pb.Shim)
+            known = ", ".join(kind.value for kind in Shim)
             raise _bad(
                 where, f"application {name!r}: unknown shim {shim_name!r}; one of {known}"
             ) from None
-        arguments = entry.get("arguments") or []
-        if not isinstance(arguments, list) or not all(
-            isinstance(a, (str, int, float)) for a in arguments
-        ):
-            raise _bad(where, f"application {name!r}: `arguments` is a list of strings")
+        for key in ("arguments", "labels"):
+            values = entry.get(key) or []
+            if not isinstance(values, list) or not all(
+                isinstance(a, (str, int, float)) for a in values
+            ):
+                raise _bad(where, f"application {name!r}: `{key}` is a list of strings")
         environments = _environments(entry.get("environments"), f"{where}: application {name!r}")
-        for key in ("command", "working_directory", "url"):
+        for key in ("command", "working_directory", "url", "description", "image"):
             value = entry.get(key)
             if value is not None and not isinstance(value, str):
                 raise _bad(where, f"application {name!r}: `{key}` is a string")
+        for key in ("max_instances", "delay_release"):
+            value = entry.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise _bad(where, f"application {name!r}: `{key}` is a whole number")
         return cls(
             name=name,
             shim=shim,
             command=entry.get("command"),
-            arguments=_strings(arguments),
+            arguments=_strings(entry.get("arguments") or []),
             environments=environments,
             working_directory=entry.get("working_directory"),
             url=entry.get("url"),
+            description=entry.get("description"),
+            labels=_strings(entry.get("labels") or []),
+            image=entry.get("image"),
+            max_instances=entry.get("max_instances"),
+            delay_release=entry.get("delay_release"),
         )
 
 
@@ -300,7 +366,10 @@ def token_from_env() -> str | None:
 class ClusterConfig:
     """How an embedded cluster runs.
 
-    ``endpoint`` None means 127.0.0.1 on a free port. ``slots`` is the
+    ``wire`` is the Flame wire it speaks, as one Flame cluster speaks one:
+    ``"v0.4"`` (the default; the Log, Stdio, Shell and Grpc shims) or
+    ``"v0.6"`` (``flame.v1``; Host applications through v0.6's service
+    contract). ``endpoint`` None means 127.0.0.1 on a free port. ``slots`` is the
     executor capacity (a session asks for some slots per executor).
     ``storage`` is ``mem`` (nothing is kept when the cluster stops) or
     ``sqlite://<path>``: a database file, created if missing, relative to the
@@ -334,8 +403,15 @@ class ClusterConfig:
     retention: RetentionConfig = attrs.field(factory=RetentionConfig)
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
     max_connections: int | None = None
+    wire: str = WIRES[0]
 
     def __attrs_post_init__(self) -> None:
+        if self.wire not in WIRES:
+            raise _bad(
+                "wire",
+                f"{self.wire!r}: the embedded cluster speaks {' and '.join(WIRES)}; "
+                "give one of them",
+            )
         if self.slots < 1:
             raise _bad("slots", f"{self.slots} executor slots; give 1 or more")
         check_message_limit(
@@ -413,7 +489,7 @@ class ClusterConfig:
         if not isinstance(entries, Sequence) or isinstance(entries, str):
             raise _bad(where, "`applications` is a list")
         values: dict[str, Any] = {}
-        for key in ("name", "endpoint", "slot", "policy", "storage"):
+        for key in ("name", "endpoint", "slot", "policy", "storage", "wire"):
             if data.get(key) is not None:
                 values[key] = str(data[key])
         if data.get("tls") is not None:

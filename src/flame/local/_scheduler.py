@@ -10,7 +10,8 @@ The rules:
 * the cluster has ``capacity`` slots; an executor of a session takes the
   session's ``slots`` of them;
 * a session's *work* is its pending plus running tasks; more executors than
-  that are useless to it;
+  that are useless to it, and it gets no more than its ``limit`` (its
+  ``max_instances``) if it has one;
 * every session with work first gets one executor if one fits (oldest session
   first), so that a small session never starves behind a large one;
 * then executors go one at a time to the session holding the fewest slots per
@@ -35,13 +36,16 @@ __all__ = ["Demand", "Plan", "fair_shares", "plan"]
 class Demand:
     """What one session wants and holds at the moment of a decision."""
 
-    session_id: int
+    session: int
+    """The session's number: smaller is older."""
     slots: int
     """Slots each of its executors takes."""
     work: int
     """Pending plus running tasks."""
     bound: int
     """Executors bound to it now."""
+    limit: int | None = None
+    """The most executors it may hold, if it has a limit."""
 
 
 @attrs.frozen
@@ -49,32 +53,32 @@ class Plan:
     """What to do: start executors for some sessions, release some of others."""
 
     start: tuple[tuple[int, int], ...] = ()
-    """``(session id, how many executors to start)``, within the free slots."""
+    """``(session, how many executors to start)``, within the free slots."""
     release: tuple[tuple[int, int], ...] = ()
-    """``(session id, how many executors to release)``."""
+    """``(session, how many executors to release)``."""
 
 
 def fair_shares(capacity: int, demands: Sequence[Demand]) -> dict[int, int]:
     """How many executors each session should hold, for ``capacity`` slots.
 
-    Deterministic: ties go to the older (smaller) session id.
+    Deterministic: ties go to the older (smaller) session.
     """
-    shares = {d.session_id: 0 for d in demands}
-    wanting = sorted((d for d in demands if d.work > 0), key=lambda d: d.session_id)
+    shares = {d.session: 0 for d in demands}
+    wanting = sorted((d for d in demands if d.work > 0), key=lambda d: d.session)
     left = capacity
     while True:
         best: Demand | None = None
         best_ratio = 0.0
         for d in wanting:
-            held = shares[d.session_id]
-            if held >= d.work or d.slots > left:
+            held = shares[d.session]
+            if held >= d.work or d.slots > left or (d.limit is not None and held >= d.limit):
                 continue
             ratio = held * d.slots / d.work
             if best is None or ratio < best_ratio:
                 best, best_ratio = d, ratio
         if best is None:
             return shares
-        shares[best.session_id] += 1
+        shares[best.session] += 1
         left -= best.slots
 
 
@@ -83,24 +87,24 @@ def plan(capacity: int, demands: Sequence[Demand]) -> Plan:
     shares = fair_shares(capacity, demands)
     free = capacity - sum(d.bound * d.slots for d in demands)
     under = sorted(
-        (d for d in demands if d.bound < shares[d.session_id]),
-        key=lambda d: (d.bound * d.slots / max(d.work, 1), d.session_id),
+        (d for d in demands if d.bound < shares[d.session]),
+        key=lambda d: (d.bound * d.slots / max(d.work, 1), d.session),
     )
     start: list[tuple[int, int]] = []
     short = False
     for d in under:
-        wanted = shares[d.session_id] - d.bound
+        wanted = shares[d.session] - d.bound
         fits = min(wanted, max(free, 0) // d.slots)
         if fits:
-            start.append((d.session_id, fits))
+            start.append((d.session, fits))
             free -= fits * d.slots
         if fits < wanted:
             short = True
     release: list[tuple[int, int]] = []
     if short:
         release = [
-            (d.session_id, d.bound - shares[d.session_id])
-            for d in sorted(demands, key=lambda d: d.session_id)
-            if d.bound > shares[d.session_id]
+            (d.session, d.bound - shares[d.session])
+            for d in sorted(demands, key=lambda d: d.session)
+            if d.bound > shares[d.session]
         ]
     return Plan(start=tuple(start), release=tuple(release))

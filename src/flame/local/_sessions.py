@@ -1,23 +1,25 @@
-"""The session manager: applications, sessions and tasks, and their rules.
+"""The session manager: applications, sessions and tasks, and what keeps them consistent.
 
-Every ``Frontend`` call lands on one method here, with its arguments already
-taken out of the request. A refusal is a :class:`FlameError` whose code the
-frontend turns into a gRPC status (NOT_FOUND, INVALID_ARGUMENT, or
-FAILED_PRECONDITION for ``INVALID_STATE``); a refused call changes nothing.
+It knows no wire. Each frontend checks a request against its own wire's rules
+(which ids are valid, which state allows which call, what a refusal says),
+then asks the manager to make the change; the manager makes it, keeps the
+counters and the store right, and tells the executors and the watchers. A
+refusal the manager itself raises is a :class:`FlameError`: ``UNAVAILABLE``
+once the cluster is stopping, ``INVALID_ARGUMENT`` for data above the
+cluster's size limit.
 
-The rules are those of a v0.4 session manager:
+What the manager keeps true, whichever wire asks:
 
-* session ids count from 1 across the cluster, task ids from 1 within each
-  session; an id that is not an integer is an invalid argument;
-* tasks are created only on an open session, and start Pending;
-* a session closes only when none of its tasks is Pending or Running, and is
-  deleted only once closed;
-* the counters of a session count its tasks by state.
+* task ids count from 1 within each session, and are never handed out
+  twice; a task starts Pending and ends Succeed, Failed or Cancelled;
+* the counters of a session count its tasks by state;
+* an open session's pending tasks run in the order they were created;
+* a closed session runs nothing: closing cancels its pending tasks (a v0.4
+  frontend closes only sessions that have none), and releases its executors.
 
-Besides what v0.4 offers, a closed session can be opened again, and a task
-that is not running can be deleted. :meth:`SessionManager.prune` deletes
-closed sessions, with their tasks, past an age or beyond a number of them
-(the cluster's retention); open sessions are never pruned.
+:meth:`SessionManager.prune` deletes closed sessions, with their tasks, past
+an age or beyond a number of them (the cluster's retention); open sessions
+are never pruned.
 
 The manager starts from what its store holds (nothing, for a fresh one):
 sessions come back open or closed as they were, a task that was Running goes
@@ -36,53 +38,32 @@ executor, finish it, tell its watchers) is O(1).
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
-import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Protocol
 
 import anyio
 
 from .._errors import FlameError, FlameErrorCode
-from .._proto.v04 import flame as pb
-from .._wire import WireTask
+from ._model import (
+    FINAL_STATES,
+    Application,
+    Event,
+    Session,
+    SessionSpec,
+    SessionState,
+    Task,
+    TaskState,
+    now_ms,
+)
 from ._storage import Storage
-from .shims import supported
 
-__all__ = ["SessionManager", "SessionRuntime", "WorkListener"]
+__all__ = ["SessionManager", "SessionRuntime", "TaskWatch", "WorkListener"]
 
 log = logging.getLogger("flame.local.sessions")
 
-_FINAL = (pb.TaskState.Succeed, pb.TaskState.Failed)
 _STOPPING = "the cluster is stopping; try again once it runs again"
-
-
-def _now() -> int:
-    return int(time.time())
-
-
-def _not_found(message: str) -> FlameError:
-    return FlameError(FlameErrorCode.NOT_FOUND, message)
-
-
-def _invalid(message: str) -> FlameError:
-    return FlameError(FlameErrorCode.INVALID_ARGUMENT, message)
-
-
-def _state(message: str) -> FlameError:
-    return FlameError(FlameErrorCode.INVALID_STATE, message)
-
-
-def parse_id(text: str, what: str) -> int:
-    """The integer in ``text``, or INVALID_ARGUMENT naming ``what`` it was."""
-    body = text[1:] if text.startswith("-") else text
-    if not body or not body.isascii() or not body.isdigit():
-        shown = text if len(text) <= 40 else text[:40] + "..."
-        raise _invalid(f"{what} {shown!r} is not an integer; ids are decimal integers like '1'")
-    if len(body) > 19:
-        # An integer, but far beyond any id this cluster hands out.
-        return -1
-    return int(text)
 
 
 class WorkListener(Protocol):
@@ -96,50 +77,103 @@ class WorkListener(Protocol):
 
 
 class SessionRuntime:
-    """What the cluster keeps about a session besides its stored message."""
+    """What the cluster keeps about a session besides its stored record."""
 
-    __slots__ = ("app", "executors", "id", "idle", "message", "pending")
+    __slots__ = (
+        "app",
+        "bind_failures",
+        "executors",
+        "id",
+        "idle",
+        "order",
+        "paused",
+        "pending",
+        "session",
+    )
 
-    def __init__(self, session_id: int, message: pb.Session, app: pb.Application) -> None:
-        self.id = session_id
-        self.message = message
+    def __init__(self, session: Session, app: Application, order: int) -> None:
+        self.id = session.id
+        self.session = session
         self.app = app
-        #: Pending tasks in order of creation: (task id, task).
-        self.pending: collections.deque[tuple[int, pb.Task]] = collections.deque()
+        #: Its place among the sessions of this cluster: smaller is older.
+        self.order = order
+        #: Pending tasks in order of creation.
+        self.pending: collections.deque[Task] = collections.deque()
         #: Executors bound to the session, and those of them waiting for work.
         #: Owned by the executor pool.
         self.executors: set[object] = set()
         self.idle: list[object] = []
-
-    @property
-    def status(self) -> pb.SessionStatus:
-        assert self.message.status is not None
-        return self.message.status
+        #: Executors that could not bind to it in a row, and whether the pool
+        #: gave up binding more (the v0.6 contract's retry limit).
+        self.bind_failures = 0
+        self.paused = False
 
     @property
     def slots(self) -> int:
-        assert self.message.spec is not None
-        return int(self.message.spec.slots)
+        return self.session.spec.slots
 
     @property
     def is_open(self) -> bool:
-        return bool(self.status.state == pb.SessionState.Open)
+        return self.session.state is SessionState.OPEN
 
     @property
     def work(self) -> int:
-        status = self.status
-        return int(status.pending + status.running)
+        session = self.session
+        return session.pending + session.running
 
 
-class _Watch:
-    """One WatchTask stream: the states it has still to send."""
+class TaskWatch:
+    """One watch of a task, registered from its creation: the states it has still to be told of.
 
-    __slots__ = ("event", "states", "stopped")
+    ::
 
-    def __init__(self) -> None:
-        self.states: list[pb.TaskState | None] = []  # None: the task was deleted
-        self.event = anyio.Event()
+        with manager.watch(task) as watch:
+            states = await watch.next()
+
+    Leaving the ``with`` ends it.
+    """
+
+    __slots__ = ("_event", "_manager", "_states", "stopped", "task")
+
+    def __init__(self, manager: SessionManager, task: Task) -> None:
+        self._manager = manager
+        self.task = task
+        self._states: list[TaskState | None] = []  # None: the task was deleted
+        self._event = anyio.Event()
         self.stopped = False
+
+    def __enter__(self) -> TaskWatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._manager._unwatch(self)
+
+    def tell(self, state: TaskState | None) -> None:
+        self._states.append(state)
+        self._event.set()
+
+    def stop(self) -> None:
+        self.stopped = True
+        self._event.set()
+
+    async def next(self) -> list[TaskState | None]:
+        """The states the task went through since the last call, in order, once there are some.
+
+        A list with a final state or a None (the task was deleted, alone or
+        with its session) is the last. Raises UNAVAILABLE if the cluster
+        stops first, naming the task.
+        """
+        while True:
+            await self._event.wait()
+            self._event = anyio.Event()
+            states, self._states = self._states, []
+            if None in states or any(state in FINAL_STATES for state in states):
+                return states
+            if self.stopped:
+                # The manager is frozen with the task unfinished.
+                raise _stopping(self.task)
+            if states:
+                return states
 
 
 class SessionManager:
@@ -157,10 +191,11 @@ class SessionManager:
         self.capacity = capacity
         self.max_message_bytes = max_message_bytes
         self.listener = listener
-        self._runtimes: dict[int, SessionRuntime] = {}
+        self._runtimes: dict[str, SessionRuntime] = {}
         #: Closed sessions, in the order they closed (their ids; the dict as an ordered set).
-        self._closed: dict[int, None] = {}
-        self._watches: dict[tuple[int, int], list[_Watch]] = {}
+        self._closed: dict[str, None] = {}
+        self._watches: dict[tuple[str, int], list[TaskWatch]] = {}
+        self._order = itertools.count(1)
         self._stopped = False
         self._watches_gone: anyio.Event | None = None
         self._recover()
@@ -170,47 +205,39 @@ class SessionManager:
 
     def _recover(self) -> None:
         storage = self.storage
-        for message in storage.sessions():
-            assert message.metadata is not None and message.spec is not None
-            session_id = int(message.metadata.id)
-            app = storage.session_application(session_id)
+        for session in storage.sessions():
+            app = storage.session_application(session.id)
             if app is None:
                 raise FlameError(
                     FlameErrorCode.INVALID_CONFIG,
-                    f"the store holds session {session_id} without its application "
-                    f"{message.spec.application!r}; it cannot be run",
+                    f"the store holds session {session.id!r} without its application "
+                    f"{session.spec.application!r}; it cannot be run",
                 )
-            rt = SessionRuntime(session_id, message, app)
-            status = rt.status
-            counted = pb.SessionStatus(
-                state=status.state,
-                creation_time=status.creation_time,
-                completion_time=status.completion_time,
-            )
+            rt = SessionRuntime(session, app, next(self._order))
+            before = session.counters()
+            session.pending = session.running = session.succeed = 0
+            session.failed = session.cancelled = 0
             requeued = 0
-            for task_id, task in storage.tasks(session_id):
-                task_status = task.status
-                assert task_status is not None
-                if task_status.state == pb.TaskState.Running:
+            for task in storage.tasks(session.id):
+                if task.state is TaskState.RUNNING:
                     # Its executor went with the cluster that stopped: run it again.
-                    task_status.state = pb.TaskState.Pending
-                    storage.save_task(session_id, task_id, task)
+                    task.state = TaskState.PENDING
+                    storage.save_task(task)
                     requeued += 1
-                if task_status.state == pb.TaskState.Pending:
-                    rt.pending.append((task_id, task))
-                self._count(counted, task_status.state, 1)
-            if counted != status:
-                message.status = counted
-                storage.save_session(session_id, message, app)
-            self._runtimes[session_id] = rt
+                if task.state is TaskState.PENDING:
+                    rt.pending.append(task)
+                session.count(task.state, 1)
+            if session.counters() != before:
+                storage.save_session(session, app)
+            self._runtimes[session.id] = rt
             if requeued:
                 log.info(
-                    "session %d: %d task(s) were running when the cluster stopped; they run again",
-                    session_id,
+                    "session %r: %d task(s) were running when the cluster stopped; they run again",
+                    session.id,
                     requeued,
                 )
         closed = [rt for rt in self._runtimes.values() if not rt.is_open]
-        closed.sort(key=lambda rt: (rt.status.completion_time or 0, rt.id))
+        closed.sort(key=lambda rt: (rt.session.completion_time or 0, rt.order))
         self._closed = dict.fromkeys(rt.id for rt in closed)
         if self._runtimes:
             log.info(
@@ -227,6 +254,10 @@ class SessionManager:
             if rt.is_open and rt.pending:
                 self.listener.work_added(rt)
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
     def stop(self) -> None:
         """Keep the state as it is now, and close the store.
 
@@ -241,8 +272,7 @@ class SessionManager:
         self._stopped = True
         for watches in self._watches.values():
             for watch in watches:
-                watch.stopped = True
-                watch.event.set()
+                watch.stop()
         if self.listener is not None:
             for rt in list(self._runtimes.values()):
                 self.listener.session_closed(rt)
@@ -258,196 +288,147 @@ class SessionManager:
             # Their handlers send the error after the watch is gone.
             await anyio.sleep(0.01)
 
-    def _refuse_if_stopped(self) -> None:
+    def check_running(self) -> None:
+        """Refuse a change with UNAVAILABLE once the cluster is stopping."""
         if self._stopped:
             raise FlameError(FlameErrorCode.UNAVAILABLE, _STOPPING)
+
+    def check_size(self, data: bytes | None, what: str) -> None:
+        """Refuse ``data`` above the cluster's message size with INVALID_ARGUMENT."""
+        if data is not None and len(data) > self.max_message_bytes:
+            raise FlameError(
+                FlameErrorCode.INVALID_ARGUMENT,
+                f"{what} is {len(data)} bytes, above this cluster's limit of "
+                f"{self.max_message_bytes} bytes",
+            )
 
     # ------------------------------------------------------------------
     # Applications
 
-    def check_application(self, name: str, spec: pb.ApplicationSpec | None) -> str | None:
-        """Why ``spec`` cannot be registered as ``name``, or None if it can."""
-        if not name:
-            return "the application name is empty; give the application a name"
-        if spec is None:
-            return f"application {name!r} has no spec; send an ApplicationSpec with a shim"
-        kind = pb.Shim(spec.shim)
-        if kind not in list(pb.Shim):
-            known = ", ".join(k.name for k in pb.Shim)
-            return f"application {name!r} has an unknown shim {int(spec.shim)}; one of {known}"
-        if not supported(kind):
-            runnable = ", ".join(k.name for k in pb.Shim if supported(k))
-            return (
-                f"application {name!r} uses the {kind.name} shim, which this cluster cannot "
-                f"run yet; it runs {runnable}"
-            )
-        if kind == pb.Shim.Stdio and not spec.command:
-            return f"application {name!r} uses the Stdio shim but has no command to run"
-        for entry in spec.environments:
-            if "=" not in entry or entry.startswith("="):
-                return (
-                    f"application {name!r} has the environment entry {entry!r}; "
-                    "entries are NAME=VALUE"
-                )
-        return None
+    def application(self, name: str) -> Application | None:
+        return self.storage.get_application(name)
 
-    def register_application(self, name: str, spec: pb.ApplicationSpec | None) -> str | None:
-        """Register ``name``; return None, or why it was refused (for a Result)."""
-        if self._stopped:
-            return _STOPPING
-        if self.storage.get_application(name) is not None:
-            return f"application {name!r} is already registered; unregister it first"
-        problem = self.check_application(name, spec)
-        if problem is not None:
-            return problem
-        app = pb.Application(
-            metadata=pb.Metadata(id=name, name=name),
-            spec=spec,
-            status=pb.ApplicationStatus(state=pb.ApplicationState.Enabled, creation_time=_now()),
-        )
+    def applications(self) -> list[Application]:
+        return list(self.storage.applications())
+
+    def save_application(self, app: Application) -> None:
+        """Register ``app``, or replace the one of its name; sessions keep the one they had."""
+        self.check_running()
+        known = self.storage.get_application(app.name) is not None
         self.storage.save_application(app)
-        log.info("registered application %r (%s shim)", name, pb.Shim(app.spec.shim).name)
-        return None
-
-    def update_application(self, name: str, spec: pb.ApplicationSpec | None) -> str | None:
-        """Replace the spec of ``name``; sessions already created keep the old one."""
-        self._refuse_if_stopped()
-        app = self._application(name)
-        problem = self.check_application(name, spec)
-        if problem is not None:
-            return problem
-        # A new object: the sessions created before keep the one they started with.
-        updated = pb.Application(metadata=app.metadata, spec=spec, status=app.status)
-        self.storage.save_application(updated)
-        log.info("updated application %r", name)
-        return None
+        log.info(
+            "%s application %r (%s shim)",
+            "updated" if known else "registered",
+            app.name,
+            app.shim.value,
+        )
 
     def unregister_application(self, name: str) -> None:
-        self._refuse_if_stopped()
-        self._application(name)
-        users = sorted(
-            rt.id for rt in self._runtimes.values() if rt.is_open and rt.app.metadata.name == name
-        )
-        if users:
-            raise _state(
-                f"application {name!r} is used by open session(s) "
-                f"{', '.join(map(str, users))}; close them first"
-            )
+        self.check_running()
         self.storage.delete_application(name)
         log.info("unregistered application %r", name)
 
-    def get_application(self, name: str) -> pb.Application:
-        return self._application(name)
+    def open_sessions_of(self, name: str) -> list[SessionRuntime]:
+        """The open sessions of application ``name``, oldest first."""
+        return [rt for rt in self._runtimes.values() if rt.is_open and rt.app.name == name]
 
-    def list_applications(self) -> list[pb.Application]:
-        return list(self.storage.applications())
-
-    def _application(self, name: str) -> pb.Application:
-        if not name:
-            raise _invalid("the application name is empty")
-        app = self.storage.get_application(name)
-        if app is None:
-            raise _not_found(f"application {name!r} is not registered")
-        return app
+    def sessions_of(self, name: str) -> list[SessionRuntime]:
+        """Every session of application ``name``, oldest first."""
+        return [rt for rt in self._runtimes.values() if rt.app.name == name]
 
     # ------------------------------------------------------------------
     # Sessions
 
-    def create_session(self, spec: pb.SessionSpec | None) -> pb.Session:
-        self._refuse_if_stopped()
-        if spec is None:
-            raise _invalid("CreateSession needs `session` (a SessionSpec naming the application)")
-        if not spec.application:
-            raise _invalid("the session spec names no application")
-        app = self.storage.get_application(spec.application)
-        if app is None:
-            raise _not_found(f"application {spec.application!r} is not registered")
-        slots = spec.slots or 1
-        if slots < 0:
-            raise _invalid(f"slots is {spec.slots}; ask for 1 or more slots per executor")
-        if slots > self.capacity:
-            raise _invalid(
-                f"the session asks for {slots} slots per executor but this cluster has "
-                f"{self.capacity} in all"
-            )
-        common = spec.common_data
-        if common is not None and len(common) > self.max_message_bytes:
-            raise _invalid(
-                f"common_data is {len(common)} bytes, above this cluster's limit of "
-                f"{self.max_message_bytes} bytes"
-            )
-        session_id = self.storage.next_session_id()
-        message = pb.Session(
-            metadata=pb.Metadata(id=str(session_id), name=str(session_id)),
-            spec=pb.SessionSpec(application=spec.application, slots=slots, common_data=common),
-            status=pb.SessionStatus(state=pb.SessionState.Open, creation_time=_now()),
-        )
-        self.storage.save_session(session_id, message, app)
-        self._runtimes[session_id] = SessionRuntime(session_id, message, app)
-        log.info("created session %d of application %r", session_id, spec.application)
-        return message
+    def next_session_id(self) -> str:
+        """A new session id, for a wire whose cluster makes them: "1", "2", ..."""
+        self.check_running()
+        return str(self.storage.next_session_id())
 
-    def runtime(self, session_text: str) -> SessionRuntime:
-        session_id = parse_id(session_text, "session id")
-        runtime = self._runtimes.get(session_id)
-        if runtime is None:
-            raise _not_found(f"session {session_text!r} does not exist")
-        return runtime
+    def runtime(self, session_id: str) -> SessionRuntime | None:
+        return self._runtimes.get(session_id)
 
-    def get_session(self, session_text: str) -> pb.Session:
-        return self.runtime(session_text).message
+    def runtimes(self) -> list[SessionRuntime]:
+        """Every session, in the order they were created."""
+        return list(self._runtimes.values())
 
-    def list_sessions(self) -> list[pb.Session]:
-        return list(self.storage.sessions())
+    def create_session(
+        self, session_id: str, spec: SessionSpec, app: Application
+    ) -> SessionRuntime:
+        """Create an open session ``session_id`` of ``app``; the id must be free."""
+        self.check_running()
+        assert session_id not in self._runtimes
+        self.check_size(spec.common_data, "common_data")
+        session = Session(session_id, spec, creation_time=now_ms())
+        self.storage.save_session(session, app)
+        rt = SessionRuntime(session, app, next(self._order))
+        self._runtimes[session_id] = rt
+        log.info("created session %r of application %r", session_id, app.name)
+        return rt
 
-    def open_session(self, session_text: str) -> pb.Session:
-        """Open a closed session again; an open one is returned as it is."""
-        self._refuse_if_stopped()
-        rt = self.runtime(session_text)
-        if not rt.is_open:
-            rt.status.state = pb.SessionState.Open
-            rt.status.completion_time = None
-            self.storage.save_session(rt.id, rt.message, rt.app)
-            self._closed.pop(rt.id, None)
-            log.info("opened session %d again", rt.id)
-        return rt.message
+    def reopen_session(self, rt: SessionRuntime) -> None:
+        """Open a closed session again."""
+        self.check_running()
+        if rt.is_open:
+            return
+        rt.session.state = SessionState.OPEN
+        rt.session.completion_time = None
+        self.storage.save_session(rt.session, rt.app)
+        self._closed.pop(rt.id, None)
+        log.info("opened session %r again", rt.id)
 
-    def close_session(self, session_text: str) -> pb.Session:
-        self._refuse_if_stopped()
-        rt = self.runtime(session_text)
-        status = rt.status
-        if not rt.is_open:
-            return rt.message
-        if status.pending or status.running:
-            raise _state(
-                f"session {rt.id} still has {status.pending} pending and {status.running} "
-                "running task(s); wait for them to finish before closing it"
-            )
-        status.state = pb.SessionState.Closed
-        status.completion_time = _now()
-        self.storage.save_session(rt.id, rt.message, rt.app)
+    def close_session(self, rt: SessionRuntime) -> None:
+        """Close ``rt`` (again, if it is closed): its pending tasks are cancelled.
+
+        A running task is the caller's to refuse: it would finish in a
+        closed session.
+        """
+        self.check_running()
+        session = rt.session
+        now = now_ms()
+        cancelled = 0
+        while rt.pending:
+            task = rt.pending.popleft()
+            task.state = TaskState.CANCELLED
+            task.completion_time = now
+            session.pending -= 1
+            session.cancelled += 1
+            self.storage.save_task(task)
+            self._notify(rt.id, task.id, TaskState.CANCELLED)
+            cancelled += 1
+        session.state = SessionState.CLOSED
+        session.completion_time = now
+        self.storage.save_session(session, rt.app)
+        # Closed again: it moves to the end of the line for retention.
+        self._closed.pop(rt.id, None)
         self._closed[rt.id] = None
-        log.info("closed session %d", rt.id)
+        if cancelled:
+            log.info("closed session %r, cancelling %d pending task(s)", rt.id, cancelled)
+        else:
+            log.info("closed session %r", rt.id)
         if self.listener is not None:
             self.listener.session_closed(rt)
-        return rt.message
 
-    def delete_session(self, session_text: str) -> pb.Session:
-        """Forget a closed session and its tasks, in memory and in the store."""
-        self._refuse_if_stopped()
-        rt = self.runtime(session_text)
-        if rt.is_open:
-            raise _state(f"session {rt.id} is open; close it before deleting it")
+    def delete_session(self, rt: SessionRuntime) -> None:
+        """Forget a session and its tasks, in memory and in the store."""
+        self.check_running()
         self._delete(rt)
-        log.info("deleted session %d", rt.id)
-        return rt.message
+        log.info("deleted session %r", rt.id)
 
     def _delete(self, rt: SessionRuntime) -> None:
         del self._runtimes[rt.id]
         self._closed.pop(rt.id, None)
+        # Only closed sessions are deleted: their tasks are final, and no
+        # watch of them waits.
         self.storage.delete_session(rt.id)
         if self.listener is not None:
             self.listener.session_closed(rt)
+
+    def add_session_event(self, rt: SessionRuntime, code: int, message: str) -> None:
+        """Record an event of the session (a v0.6 frontend shows them)."""
+        if self._stopped or rt.id not in self._runtimes:
+            return
+        rt.session.events.append(Event(code, message, now_ms()))
+        self.storage.save_session(rt.session, rt.app)
 
     def prune(
         self,
@@ -457,8 +438,8 @@ class SessionManager:
         max_closed: int | None = None,
         limit: int = 100,
     ) -> int:
-        """Delete closed sessions, with their tasks: those closed before ``now - max_age``,
-        and the oldest beyond ``max_closed`` of them; at most ``limit`` in one call.
+        """Delete closed sessions, with their tasks: those closed before ``now - max_age``
+        (seconds), and the oldest beyond ``max_closed`` of them; at most ``limit`` in one call.
 
         How many went. Open sessions are never touched. Costs next to
         nothing when nothing is due: only the oldest closed session is
@@ -471,7 +452,10 @@ class SessionManager:
         while closed and pruned < limit:
             oldest = self._runtimes[next(iter(closed))]
             too_many = max_closed is not None and len(closed) > max_closed
-            too_old = max_age is not None and (oldest.status.completion_time or 0) <= now - max_age
+            too_old = (
+                max_age is not None
+                and (oldest.session.completion_time or 0) <= (now - max_age) * 1000
+            )
             if not (too_many or too_old):
                 break
             self._delete(oldest)
@@ -483,82 +467,58 @@ class SessionManager:
     # ------------------------------------------------------------------
     # Tasks
 
-    def create_task(self, spec: pb.TaskSpec | None) -> pb.Task:
-        self._refuse_if_stopped()
-        if spec is None:
-            raise _invalid("CreateTask needs `task` (a TaskSpec naming the session)")
-        if not spec.session_id:
-            raise _invalid("the task spec names no session; set session_id")
-        rt = self.runtime(spec.session_id)
-        if not rt.is_open:
-            raise _state(f"session {rt.id} is closed; create a new session for more tasks")
-        data = spec.input
-        if data is not None and len(data) > self.max_message_bytes:
-            raise _invalid(
-                f"the task input is {len(data)} bytes, above this cluster's limit of "
-                f"{self.max_message_bytes} bytes"
-            )
-        task_id = self.storage.next_task_id(rt.id)
-        text = str(task_id)
-        task = WireTask(
-            metadata=pb.Metadata(id=text, name=text),
-            spec=pb.TaskSpec(session_id=str(rt.id), input=data),
-            status=pb.TaskStatus(state=pb.TaskState.Pending, creation_time=_now()),
-        )
-        self.storage.save_task(rt.id, task_id, task)
-        rt.status.pending += 1
-        rt.pending.append((task_id, task))
-        log.debug("session %d: created task %d", rt.id, task_id)
+    def create_task(self, rt: SessionRuntime, data: bytes | None) -> Task:
+        """A new Pending task of the open session ``rt``, queued to run."""
+        self.check_running()
+        self.check_size(data, "the task input")
+        task = Task(self.storage.next_task_id(rt.id), rt.id, data, now_ms())
+        self.storage.save_task(task)
+        rt.session.pending += 1
+        rt.pending.append(task)
         if self.listener is not None:
             self.listener.work_added(rt)
         return task
 
-    def _task(self, task_text: str, session_text: str) -> tuple[SessionRuntime, int, pb.Task]:
-        if not task_text:
-            raise _invalid("the task id is empty")
-        if not session_text:
-            raise _invalid("the session id is empty; a task is named by session and task id")
-        task_id = parse_id(task_text, "task id")
-        rt = self.runtime(session_text)
-        task = self.storage.get_task(rt.id, task_id)
-        if task is None:
-            raise _not_found(f"task {task_text!r} does not exist in session {rt.id}")
-        return rt, task_id, task
+    def get_task(self, rt: SessionRuntime, task_id: int) -> Task | None:
+        return self.storage.get_task(rt.id, task_id)
 
-    def get_task(self, task_text: str, session_text: str) -> pb.Task:
-        return self._task(task_text, session_text)[2]
+    def tasks(self, rt: SessionRuntime) -> Iterator[Task]:
+        """The session's tasks, in id order."""
+        return self.storage.tasks(rt.id)
 
-    def delete_task(self, task_text: str, session_text: str) -> pb.Task:
-        self._refuse_if_stopped()
-        rt, task_id, task = self._task(task_text, session_text)
-        state = task.status.state
-        if state == pb.TaskState.Running:
-            raise _state(f"task {task_id} of session {rt.id} is running; wait for it to finish")
-        if state == pb.TaskState.Pending:
-            rt.pending.remove((task_id, task))
-        self._count(rt.status, state, -1)
-        self.storage.delete_task(rt.id, task_id)
-        self._notify(rt.id, task_id, None)
-        log.debug("session %d: deleted task %d", rt.id, task_id)
-        return task
+    def delete_task(self, rt: SessionRuntime, task: Task) -> None:
+        """Forget a task that is not running."""
+        self.check_running()
+        assert task.state is not TaskState.RUNNING
+        if task.state is TaskState.PENDING:
+            rt.pending.remove(task)
+        rt.session.count(task.state, -1)
+        self.storage.delete_task(rt.id, task.id)
+        self._notify(rt.id, task.id, None)
 
-    def take_task(self, rt: SessionRuntime) -> tuple[int, pb.Task] | None:
+    def take_task(self, rt: SessionRuntime) -> Task | None:
         """Hand the oldest pending task of ``rt`` to an executor: it is now Running."""
         if not rt.pending or self._stopped:
             return None
-        task_id, task = rt.pending.popleft()
-        task.status.state = pb.TaskState.Running
-        status = rt.status
-        status.pending -= 1
-        status.running += 1
-        self.storage.save_task(rt.id, task_id, task)
-        self._notify(rt.id, task_id, pb.TaskState.Running)
-        return task_id, task
+        task = rt.pending.popleft()
+        task.state = TaskState.RUNNING
+        task.running_time = now_ms()
+        session = rt.session
+        session.pending -= 1
+        session.running += 1
+        self.storage.save_task(task)
+        self._notify(rt.id, task.id, TaskState.RUNNING)
+        return task
 
     def finish_task(
-        self, rt: SessionRuntime, task_id: int, task: pb.Task, ok: bool, output: bytes | None
+        self,
+        rt: SessionRuntime,
+        task: Task,
+        ok: bool,
+        output: bytes | None,
+        message: str | None = None,
     ) -> None:
-        """Mark a running task Succeed (``ok``) or Failed, with its output."""
+        """Mark a running task Succeed (``ok``) or Failed, with its output and why it failed."""
         if self._stopped:
             # An executor stopped with the cluster: the task is not done, and
             # stays Running in the store, to run again.
@@ -566,113 +526,62 @@ class SessionManager:
         if output is not None and len(output) > self.max_message_bytes:
             # A task carries its input and its output: a larger output would
             # make a task no client can read back.
-            ok, output = False, _output_too_large(len(output), self.max_message_bytes)
-        state = pb.TaskState.Succeed if ok else pb.TaskState.Failed
-        task.spec.output = output
-        status = task.status
-        assert status is not None
-        status.state = state
-        status.completion_time = _now()
-        counters = rt.status
-        counters.running -= 1
+            message = _output_too_large(len(output), self.max_message_bytes)
+            ok, output = False, None
+        state = TaskState.SUCCEED if ok else TaskState.FAILED
+        task.state = state
+        task.output = output
+        task.message = message
+        task.completion_time = now_ms()
+        session = rt.session
+        session.running -= 1
         if ok:
-            counters.succeed += 1
+            session.succeed += 1
         else:
-            counters.failed += 1
-        self.storage.save_task(rt.id, task_id, task)
-        self._notify(rt.id, task_id, state)
-
-    @staticmethod
-    def _count(status: pb.SessionStatus, state: pb.TaskState, delta: int) -> None:
-        if state == pb.TaskState.Pending:
-            status.pending += delta
-        elif state == pb.TaskState.Running:
-            status.running += delta
-        elif state == pb.TaskState.Succeed:
-            status.succeed += delta
-        else:
-            status.failed += delta
+            session.failed += 1
+        self.storage.save_task(task)
+        self._notify(rt.id, task.id, state)
 
     # ------------------------------------------------------------------
     # Watching
 
-    def _notify(self, session_id: int, task_id: int, state: pb.TaskState | None) -> None:
+    def _notify(self, session_id: str, task_id: int, state: TaskState | None) -> None:
         watches = self._watches.get((session_id, task_id))
         if watches:
             for watch in watches:
-                watch.states.append(state)
-                watch.event.set()
+                watch.tell(state)
 
-    async def watch_task(self, task_text: str, session_text: str) -> AsyncIterator[pb.Task]:
-        """The task (unless pending), then once per change of state, up to Succeed or Failed."""
-        rt, task_id, task = self._task(task_text, session_text)
-        status = task.status
-        assert status is not None
-        if status.state in _FINAL:
-            yield task
-            return
+    def watch(self, task: Task) -> TaskWatch:
+        """Watch ``task`` from now on (see :class:`TaskWatch`); UNAVAILABLE once stopping."""
         if self._stopped:
-            raise _stopping(task_id, rt.id)
-        key = (rt.id, task_id)
-        watch = _Watch()
-        self._watches.setdefault(key, []).append(watch)
-        try:
-            if status.state != pb.TaskState.Pending:
-                # A running task's watch starts with where it is. A pending
-                # one's starts with its next state, as on a v0.4 cluster: the
-                # watcher knows it is pending (CreateTask said so), and that
-                # is a message fewer per task.
-                yield _snapshot(task, status.state)
-            while True:
-                await watch.event.wait()
-                watch.event = anyio.Event()
-                states, watch.states = watch.states, []
-                # Only the newest state is sent: one superseded before the
-                # watch woke (Running, for a task that finished at once) is
-                # skipped, as a v0.4 cluster may. A message fewer per task.
-                if any(state in _FINAL for state in states):
-                    yield task
-                    return
-                if watch.stopped:
-                    # No state to send: the manager is frozen with the task unfinished.
-                    raise _stopping(task_id, rt.id)
-                if None in states:
-                    raise _not_found(f"task {task_id} of session {rt.id} was deleted")
-                state = states[-1]
-                assert state is not None
-                yield _snapshot(task, state)
-        finally:
-            watches = self._watches.get(key)
-            if watches is not None:
-                watches.remove(watch)
-                if not watches:
-                    del self._watches[key]
-                    if not self._watches and self._watches_gone is not None:
-                        self._watches_gone.set()
+            raise _stopping(task)
+        watch = TaskWatch(self, task)
+        self._watches.setdefault((task.session_id, task.id), []).append(watch)
+        return watch
+
+    def _unwatch(self, watch: TaskWatch) -> None:
+        key = (watch.task.session_id, watch.task.id)
+        watches = self._watches.get(key)
+        if watches is not None and watch in watches:
+            watches.remove(watch)
+            if not watches:
+                del self._watches[key]
+                if not self._watches and self._watches_gone is not None:
+                    self._watches_gone.set()
 
 
-def _stopping(task_id: int, session_id: int) -> FlameError:
+def _stopping(task: Task) -> FlameError:
     # UNAVAILABLE: nothing is wrong with the call, and a cluster started
     # again on the same store answers it.
     return FlameError(
         FlameErrorCode.UNAVAILABLE,
-        f"the cluster is stopping; task {task_id} of session {session_id} did not finish here",
+        f"the cluster is stopping; task {task.id} of session {task.session_id} did not finish here",
     )
 
 
-def _snapshot(task: pb.Task, state: pb.TaskState) -> pb.Task:
-    """The task as it was in the unfinished ``state``: no output, no completion time."""
-    assert task.spec is not None and task.status is not None
-    return WireTask(
-        metadata=task.metadata,
-        spec=pb.TaskSpec(session_id=task.spec.session_id, input=task.spec.input),
-        status=pb.TaskStatus(state=state, creation_time=task.status.creation_time),
-    )
-
-
-def _output_too_large(size: int, limit: int) -> bytes:
-    """The output of a task failed because its own output was over ``limit``."""
+def _output_too_large(size: int, limit: int) -> str:
+    """Why a task failed whose own output was over ``limit``."""
     return (
         f"the task's output is {size:,} bytes, over the {limit:,} this cluster keeps "
         "(max_message_bytes); return less, or raise the limit on the cluster and its clients"
-    ).encode()
+    )

@@ -20,6 +20,13 @@ What a caller of :class:`SqliteStorage` can count on:
 * **The files are private**: the database (and so its ``-wal`` and ``-shm``
   files, which SQLite creates with the database's mode) and the lock file
   are created readable by their owner alone (0600).
+* **One wire per file**: a file records the wire of the cluster that created
+  it, and a cluster of another wire refuses it, saying so (each wire has its
+  own rules for ids and states: v0.4 counts sessions, v0.6 takes the
+  client's names and cancels tasks, which v0.4 cannot say).
+* **Older files are upgraded in place**, in one transaction, the first time a
+  cluster of this version opens them (:mod:`._migration`): nothing they held
+  is lost, and an upgrade cut short leaves the file as it was.
 
 The file is in WAL mode with ``synchronous=NORMAL``: a commit is written to
 the log without an fsync, so it survives a crash of the process, not
@@ -39,8 +46,17 @@ from typing import Any
 import anyio
 
 from .._errors import FlameError, FlameErrorCode
-from .._proto.v04 import flame as pb
-from .._wire import WireTask, decode_task, encode_task
+from ._migration import OLD_LAYOUTS, upgrade
+from ._model import Application, Session, Task
+from ._rows import (
+    TASK_COLUMNS,
+    application_from_row,
+    application_row,
+    session_from_row,
+    session_row,
+    task_from_row,
+    task_row,
+)
 from ._storage import MemoryStorage
 
 try:
@@ -53,33 +69,44 @@ __all__ = ["COMMIT_WINDOW", "ID_BLOCK", "SqliteStorage"]
 log = logging.getLogger("flame.local.storage")
 
 #: The layout of the file; a file with a higher number was written by a
-#: newer version of this code, which may store things differently. Layout 2
-#: adds the id reservations; a layout-1 file is taken as it is.
-SCHEMA_VERSION = 2
+#: newer version of this code, which may store things differently. Layout 3
+#: holds the cluster's own records (:mod:`._rows`) under text session ids,
+#: and the wire of the cluster that made the file; layouts 1 and 2 (v0.4's
+#: messages) are upgraded to it.
+SCHEMA_VERSION = 3
 
-_SCHEMA = """
+#: Layout 3. Sessions are listed in rowid order, their order of creation (an
+#: update keeps its row: upserts, never a delete and an insert).
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
+    value
 );
 CREATE TABLE IF NOT EXISTS applications (
     name TEXT PRIMARY KEY,
-    message BLOB NOT NULL
+    record TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS sessions (
-    id INTEGER PRIMARY KEY,
-    message BLOB NOT NULL,
-    application BLOB NOT NULL,
+    id TEXT PRIMARY KEY,
+    record TEXT NOT NULL,
+    common_data BLOB,
+    application TEXT NOT NULL,
     last_task INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS tasks (
-    session_id INTEGER NOT NULL,
+    session_id TEXT NOT NULL,
     id INTEGER NOT NULL,
-    message BLOB NOT NULL,
+    state INTEGER NOT NULL,
+    input BLOB,
+    output BLOB,
+    message TEXT,
+    creation_time INTEGER NOT NULL,
+    running_time INTEGER,
+    completion_time INTEGER,
     PRIMARY KEY (session_id, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS reserved_task_ids (
-    session_id INTEGER PRIMARY KEY,
+    session_id TEXT PRIMARY KEY,
     last INTEGER NOT NULL
 );
 """
@@ -174,7 +201,7 @@ def _create_private(path: str) -> None:
         )
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _connect(path: str, wire: str) -> sqlite3.Connection:
     try:
         # Autocommit mode: flush() opens and commits its transactions itself.
         db = sqlite3.connect(path, isolation_level=None)
@@ -195,8 +222,12 @@ def _connect(path: str) -> sqlite3.Connection:
         # commits, never the file's consistency.
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SCHEMA)
-        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if version in OLD_LAYOUTS:
+            upgrade(db, path, version, wire)
+        else:
+            db.executescript(SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            _claim(db, path, wire)
     except FlameError:
         db.close()
         raise
@@ -206,10 +237,19 @@ def _connect(path: str) -> sqlite3.Connection:
     return db
 
 
-def _decode_task(data: bytes) -> pb.Task:
-    # A WireTask, as the session manager makes them: the frontend sends it
-    # with the fast encoder.
-    return decode_task(data).to_pb(WireTask)
+def _claim(db: sqlite3.Connection, path: str, wire: str) -> None:
+    """Record ``wire`` as the file's, or refuse a file made by a cluster of another wire."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'wire'").fetchone()
+    if row is None:
+        db.execute("INSERT INTO meta (key, value) VALUES ('wire', ?)", (wire,))
+    elif row[0] != wire:
+        raise _bad_store(
+            path,
+            f"the file holds the state of a cluster that speaks {row[0]}, and this one "
+            f"speaks {wire}; each wire has its own ids and task states, so one file serves "
+            f"one wire. Start this cluster with --wire {row[0]} (or `wire: {row[0]}` in its "
+            "config), or give it another file",
+        )
 
 
 class _Commit:
@@ -243,10 +283,9 @@ class SqliteStorage(MemoryStorage):
     Reads are answered from memory: the session manager keeps and changes the
     very objects it saved (a watched task is the one the executor finishes),
     and a dictionary lookup is about a hundred times cheaper than a query and
-    a decode. Each object is stored as its encoded message (a task with the
-    hand-written codec of :mod:`flame._wire`, byte for byte the generated
-    encoding) with its ids; the id counters are stored too, so ids go on
-    where they stopped.
+    a decode. Each record is stored as :mod:`._rows` writes it, with its ids;
+    the id counters are stored too, so ids go on where they stopped.
+    ``wire`` is the wire of the cluster: a file made by another's is refused.
 
     A ``save_*`` marks the object; :meth:`flush` writes every marked object
     as it is then, in one transaction. :meth:`write_behind`, run by the
@@ -256,33 +295,38 @@ class SqliteStorage(MemoryStorage):
     two turns of its event loop writes a state it was in.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, window: float = COMMIT_WINDOW) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, wire: str = "v0.4", window: float = COMMIT_WINDOW
+    ) -> None:
         super().__init__()
         self.path = os.fspath(path)
+        self.wire = wire
         self.window = window
         _check_path(self.path)
         self._lock_fd = _lock(self.path)
         try:
             _create_private(self.path)
-            self._db: sqlite3.Connection | None = _connect(self.path)
+            self._db: sqlite3.Connection | None = _connect(self.path, wire)
         except BaseException:
             _unlock(self._lock_fd)
             raise
         # What changed since the last flush, by key. None: deleted.
-        self._dirty_apps: dict[str, pb.Application | None] = {}
+        self._dirty_apps: dict[str, Application | None] = {}
         # Deleted since the last flush, saved again or not: the row goes, so
-        # that one saved again is listed last, as in memory.
+        # that one saved again is listed last, as in memory. Sessions too.
         self._deleted_apps: set[str] = set()
-        self._dirty_sessions: dict[int, bool] = {}  # True: saved, False: deleted
-        self._dirty_counters: set[int] = set()  # sessions whose next task id moved
-        self._dirty_tasks: dict[tuple[int, int], pb.Task | None] = {}
+        # In the order they were first saved since the last flush: new rows go in that order.
+        self._saved_sessions: dict[str, None] = {}
+        self._deleted_sessions: set[str] = set()
+        self._dirty_counters: set[str] = set()  # sessions whose next task id moved
+        self._dirty_tasks: dict[tuple[str, int], Task | None] = {}
         self._dirty_last_session = False
         self._dirty = False
         self._commit: _Commit | None = None
         self._wanted: anyio.Event | None = None
         # The highest ids committed as reserved: sessions, and tasks by session.
         self._reserved_sessions = 0
-        self._reserved_tasks: dict[int, int] = {}
+        self._reserved_tasks: dict[str, int] = {}
         self._problem: str | None = None
         self._failing_since = 0.0
         self._reported = 0.0
@@ -305,26 +349,27 @@ class SqliteStorage(MemoryStorage):
             self._reserved_tasks = dict(
                 db.execute("SELECT session_id, last FROM reserved_task_ids")
             )
-            # rowid order is registration order: an update keeps its row (upsert).
-            for name, blob in db.execute("SELECT name, message FROM applications ORDER BY rowid"):
-                self._applications[name] = pb.Application.parse(blob)
-            for session_id, blob, app, last_task in db.execute(
-                "SELECT id, message, application, last_task FROM sessions ORDER BY id"
+            # rowid order is registration (creation) order: an update keeps its row (upsert).
+            for text in db.execute("SELECT record FROM applications ORDER BY rowid"):
+                app = application_from_row(text[0])
+                self._applications[app.name] = app
+            for session_id, text, common_data, app_text, last_task in db.execute(
+                "SELECT id, record, common_data, application, last_task FROM sessions "
+                "ORDER BY rowid"
             ):
-                self._sessions[session_id] = pb.Session.parse(blob)
-                self._session_apps[session_id] = pb.Application.parse(app)
+                self._sessions[session_id] = session_from_row(session_id, text, common_data)
+                self._session_apps[session_id] = application_from_row(app_text)
                 self._last_task[session_id] = max(
                     last_task, self._reserved_tasks.get(session_id, 0)
                 )
                 self._tasks[session_id] = {}
             all_tasks = self._tasks
-            for session_id, task_id, blob in db.execute(
-                "SELECT session_id, id, message FROM tasks ORDER BY session_id, id"
-            ):
-                tasks = all_tasks.get(session_id)
+            for row in db.execute(f"SELECT {TASK_COLUMNS} FROM tasks ORDER BY session_id, id"):
+                tasks = all_tasks.get(row[0])
                 if tasks is not None:
-                    tasks[task_id] = _decode_task(blob)
-        except (sqlite3.Error, ValueError) as exc:
+                    task = task_from_row(row)
+                    tasks[task.id] = task
+        except (sqlite3.Error, ValueError, IndexError) as exc:
             raise _bad_store(self.path, f"cannot read it: {exc}") from None
 
     # -- what changes marks --------------------------------------------
@@ -341,9 +386,9 @@ class SqliteStorage(MemoryStorage):
         if wanted is not None:
             wanted.set()
 
-    def save_application(self, app: pb.Application) -> None:
+    def save_application(self, app: Application) -> None:
         super().save_application(app)
-        name = app.metadata.name
+        name = app.name
         if name in self._deleted_apps:
             # Registered again after the last one went: inserted after the
             # others written in this group, as it is listed after them.
@@ -373,15 +418,17 @@ class SqliteStorage(MemoryStorage):
             self._mark()
         return session_id
 
-    def save_session(self, session_id: int, session: pb.Session, app: pb.Application) -> None:
-        super().save_session(session_id, session, app)
-        self._dirty_sessions[session_id] = True
+    def save_session(self, session: Session, app: Application) -> None:
+        super().save_session(session, app)
+        self._saved_sessions[session.id] = None
         if not self._dirty:
             self._mark()
 
-    def delete_session(self, session_id: int) -> None:
+    def delete_session(self, session_id: str) -> None:
         super().delete_session(session_id)
-        self._dirty_sessions[session_id] = False
+        # Created again with the same id, it gets a new row: listed last, as in memory.
+        self._saved_sessions.pop(session_id, None)
+        self._deleted_sessions.add(session_id)
         self._dirty_counters.discard(session_id)
         # Its tasks' rows go with the session's; let go of them now.
         for key in [key for key in self._dirty_tasks if key[0] == session_id]:
@@ -390,7 +437,7 @@ class SqliteStorage(MemoryStorage):
         if not self._dirty:
             self._mark()
 
-    def next_task_id(self, session_id: int) -> int:
+    def next_task_id(self, session_id: str) -> int:
         wanted = self._last_task.get(session_id, 0) + 1
         if wanted > self._reserved_tasks.get(session_id, 0):
             self._reserve(
@@ -404,7 +451,7 @@ class SqliteStorage(MemoryStorage):
             self._mark()
         return task_id
 
-    def _reserve(self, statement: str, values: tuple[int, ...]) -> None:
+    def _reserve(self, statement: str, values: tuple[object, ...]) -> None:
         """Commit a reservation of ids at once, before any of them is handed out."""
         db = self._db
         if db is None:
@@ -420,13 +467,14 @@ class SqliteStorage(MemoryStorage):
                 "out new ids; try again once it can",
             ) from None
 
-    def save_task(self, session_id: int, task_id: int, task: pb.Task) -> None:
-        self._tasks[session_id][task_id] = task
-        self._dirty_tasks[session_id, task_id] = task
+    def save_task(self, task: Task) -> None:
+        key = (task.session_id, task.id)
+        self._tasks[key[0]][key[1]] = task
+        self._dirty_tasks[key] = task
         if not self._dirty:
             self._mark()
 
-    def delete_task(self, session_id: int, task_id: int) -> None:
+    def delete_task(self, session_id: str, task_id: int) -> None:
         super().delete_task(session_id, task_id)
         self._dirty_tasks[session_id, task_id] = None
         if not self._dirty:
@@ -477,7 +525,8 @@ class SqliteStorage(MemoryStorage):
             self._problem = None
         self._dirty_apps.clear()
         self._deleted_apps.clear()
-        self._dirty_sessions.clear()
+        self._saved_sessions.clear()
+        self._deleted_sessions.clear()
         self._dirty_counters.clear()
         self._dirty_tasks.clear()
         self._dirty_last_session = False
@@ -489,25 +538,34 @@ class SqliteStorage(MemoryStorage):
 
     def _write(self, db: sqlite3.Connection) -> None:
         gone_apps = [(name,) for name in self._deleted_apps]
-        app_rows = [(name, bytes(app)) for name, app in self._dirty_apps.items() if app is not None]
+        app_rows = [
+            (name, application_row(app))
+            for name, app in self._dirty_apps.items()
+            if app is not None
+        ]
+        sessions = self._sessions
+        gone_sessions = [(session_id,) for session_id in self._deleted_sessions]
+        # A session deleted and created again in this group keeps the
+        # reservation of its new life, made since.
+        gone_reservations = [
+            (session_id,) for session_id in self._deleted_sessions if session_id not in sessions
+        ]
         session_rows: list[tuple[Any, ...]] = []
-        gone_sessions = []
-        for session_id, kept in self._dirty_sessions.items():
-            if kept:
-                session_rows.append(
-                    (
-                        session_id,
-                        bytes(self._sessions[session_id]),
-                        bytes(self._session_apps[session_id]),
-                        self._last_task.get(session_id, 0),
-                    )
+        for session_id in self._saved_sessions:
+            record, common_data = session_row(sessions[session_id])
+            session_rows.append(
+                (
+                    session_id,
+                    record,
+                    common_data,
+                    application_row(self._session_apps[session_id]),
+                    self._last_task.get(session_id, 0),
                 )
-            else:
-                gone_sessions.append((session_id,))
+            )
         counter_rows = [
             (self._last_task.get(session_id, 0), session_id)
             for session_id in self._dirty_counters
-            if session_id not in self._dirty_sessions
+            if session_id not in self._saved_sessions
         ]
         task_rows = []
         gone_tasks = []
@@ -515,14 +573,14 @@ class SqliteStorage(MemoryStorage):
             if task is None:
                 gone_tasks.append(key)
             else:
-                task_rows.append((key[0], key[1], encode_task(task)))
+                task_rows.append(task_row(task))
         db.execute("BEGIN")
         if gone_apps:
             db.executemany("DELETE FROM applications WHERE name = ?", gone_apps)
         if app_rows:
             db.executemany(
-                "INSERT INTO applications (name, message) VALUES (?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET message = excluded.message",
+                "INSERT INTO applications (name, record) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET record = excluded.record",
                 app_rows,
             )
         if self._dirty_last_session:
@@ -530,26 +588,30 @@ class SqliteStorage(MemoryStorage):
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_session', ?)",
                 (self._last_session,),
             )
+        if gone_sessions:
+            # First: a session created again after it went is written anew
+            # below, with the tasks of its new life. The tasks of one that
+            # went were let go of when it went.
+            db.executemany("DELETE FROM tasks WHERE session_id = ?", gone_sessions)
+            db.executemany("DELETE FROM sessions WHERE id = ?", gone_sessions)
+            db.executemany("DELETE FROM reserved_task_ids WHERE session_id = ?", gone_reservations)
         if session_rows:
             db.executemany(
-                "INSERT OR REPLACE INTO sessions (id, message, application, last_task) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO sessions (id, record, common_data, application, last_task) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET record = excluded.record, "
+                "common_data = excluded.common_data, application = excluded.application, "
+                "last_task = excluded.last_task",
                 session_rows,
             )
         if counter_rows:
             db.executemany("UPDATE sessions SET last_task = ? WHERE id = ?", counter_rows)
         if task_rows:
             db.executemany(
-                "INSERT OR REPLACE INTO tasks (session_id, id, message) VALUES (?, ?, ?)",
+                f"INSERT OR REPLACE INTO tasks ({TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 task_rows,
             )
         if gone_tasks:
             db.executemany("DELETE FROM tasks WHERE session_id = ? AND id = ?", gone_tasks)
-        if gone_sessions:
-            # Last: tasks saved in this group before their session went go with it.
-            db.executemany("DELETE FROM tasks WHERE session_id = ?", gone_sessions)
-            db.executemany("DELETE FROM sessions WHERE id = ?", gone_sessions)
-            db.executemany("DELETE FROM reserved_task_ids WHERE session_id = ?", gone_sessions)
         db.execute("COMMIT")
 
     def _failed(self, exc: Exception) -> None:

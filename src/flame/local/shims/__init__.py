@@ -8,9 +8,15 @@ is released (session-leave)::
         output = await shim.invoke(task)      # bytes, or None for no output
 
 ``invoke`` raises :class:`ShimError` (or any exception) when the task fails;
-the executor marks the task Failed with the error's text as its output. The
-same holds for entering: if it fails, the task the executor had in hand is
-failed with that text.
+the executor marks the task Failed with the error's text (which a v0.4
+frontend shows as the task's output) and the output the error carries, if
+any. How a failure to enter is reported depends on the contract: v0.4's
+executor fails the task it had in hand with the text; v0.6's records a bind
+failure on the session (see the executor pool).
+
+The shims know no wire: they get the cluster's records (:mod:`.._model`)
+and the neutral :class:`SessionContext` and :class:`TaskContext`; a shim
+that speaks to a service (Grpc, Host) writes its own contract's messages.
 
 ``broken`` says whether the shim can run another task: a shim that keeps a
 process for the session (Grpc) is broken once that process is gone, and the
@@ -22,15 +28,52 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from ..._proto.v04 import flame as pb
+import attrs
 
-__all__ = ["SHIMS", "ShimError", "ShimOpener", "ShimSession", "open_shim", "supported"]
+from .._model import Application, Shim
+
+__all__ = [
+    "SHIMS",
+    "SessionContext",
+    "ShimError",
+    "ShimOpener",
+    "ShimSession",
+    "TaskContext",
+    "open_shim",
+    "supported",
+]
 
 
 class ShimError(Exception):
-    """A task or session failed inside a shim; the text becomes the task's output."""
+    """A task or session failed inside a shim.
+
+    ``message`` says why (None: the service said nothing); ``output`` is
+    what the service gave as the failed task's output, if anything.
+    """
+
+    def __init__(self, message: str | None, output: bytes | None = None) -> None:
+        super().__init__(message or "")
+        self.message = message
+        self.output = output
+
+
+@attrs.frozen
+class SessionContext:
+    """What a shim is told when it is bound to a session."""
+
+    session_id: str
+    application: Application
+    common_data: bytes | None
+
+
+class TaskContext(NamedTuple):
+    """What a shim is told of one task."""
+
+    task_id: str
+    session_id: str
+    input: bytes | None
 
 
 class ShimSession(Protocol):
@@ -45,7 +88,7 @@ class ShimSession(Protocol):
         """
         ...
 
-    async def invoke(self, task: pb.TaskContext) -> bytes | None:
+    async def invoke(self, task: TaskContext) -> bytes | None:
         """Run one task and give its output."""
         ...
 
@@ -53,23 +96,22 @@ class ShimSession(Protocol):
 #: Opens a shim for (application, session-context): an async context manager
 #: whose entering is session-enter and whose leaving is session-leave.
 ShimOpener = Callable[
-    [pb.Application, pb.SessionContext], contextlib.AbstractAsyncContextManager[ShimSession]
+    [Application, SessionContext], contextlib.AbstractAsyncContextManager[ShimSession]
 ]
 
 #: Every shim this cluster can run, by kind. An application whose kind is
 #: missing here is refused at registration.
-SHIMS: dict[pb.Shim, ShimOpener] = {}
+SHIMS: dict[Shim, ShimOpener] = {}
 
 
-def supported(kind: pb.Shim) -> bool:
+def supported(kind: Shim) -> bool:
     return kind in SHIMS
 
 
 def open_shim(
-    app: pb.Application, session: pb.SessionContext
+    app: Application, session: SessionContext
 ) -> contextlib.AbstractAsyncContextManager[ShimSession]:
-    assert app.spec is not None
-    return SHIMS[app.spec.shim](app, session)
+    return SHIMS[app.shim](app, session)
 
 
 # The shims that come with the cluster register themselves in SHIMS on import.

@@ -6,8 +6,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from ..._proto.v04 import flame as pb
-from . import SHIMS
+from .._model import Application, Shim
+from . import SHIMS, SessionContext, TaskContext
 
 __all__ = ["open_log"]
 
@@ -22,14 +22,14 @@ class _LogShim:
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
 
-    async def invoke(self, task: pb.TaskContext) -> bytes | None:
+    async def invoke(self, task: TaskContext) -> bytes | None:
         # DEBUG: a busy cluster runs thousands of these a second.
         log.debug("session %s: task %s", task.session_id, task.task_id)
         return None
 
 
 @contextlib.asynccontextmanager
-async def open_log(app: pb.Application, session: pb.SessionContext) -> AsyncIterator[_LogShim]:
+async def open_log(app: Application, session: SessionContext) -> AsyncIterator[_LogShim]:
     log.debug("session %s: enter", session.session_id)
     try:
         yield _LogShim(session.session_id)
@@ -37,4 +37,4 @@ async def open_log(app: pb.Application, session: pb.SessionContext) -> AsyncIter
         log.debug("session %s: leave", session.session_id)
 
 
-SHIMS[pb.Shim.Log] = open_log
+SHIMS[Shim.LOG] = open_log

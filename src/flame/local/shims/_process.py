@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 import anyio
 import anyio.abc
 
-from ..._proto.v04 import flame as pb
 from .._limits import MAX_OUTPUT_BYTES
+from .._model import Application
 from . import ShimError
 
 __all__ = ["child_environment", "run_child"]
@@ -25,12 +25,10 @@ __all__ = ["child_environment", "run_child"]
 STDERR_TAIL = 2000
 
 
-def child_environment(spec: pb.ApplicationSpec, session_id: str, task_id: str) -> dict[str, str]:
+def child_environment(app: Application, session_id: str, task_id: str) -> dict[str, str]:
     """This process's environment, the application's ``environments``, and the Flame ids."""
     env = dict(os.environ)
-    for entry in spec.environments:
-        name, _, value = entry.partition("=")
-        env[name] = value
+    env.update(app.environments)
     env["FLAME_SESSION_ID"] = session_id
     env["FLAME_TASK_ID"] = task_id
     return env

@@ -10,37 +10,36 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from ..._proto.v04 import flame as pb
-from . import SHIMS
+from .._model import Application, Shim
+from . import SHIMS, SessionContext, TaskContext
 from ._process import child_environment, run_child
 
 __all__ = ["open_stdio"]
 
 
 class _StdioShim:
-    __slots__ = ("argv", "spec")
+    __slots__ = ("app", "argv")
     #: A process per task: nothing outlives a task to break.
     broken: str | None = None
 
-    def __init__(self, spec: pb.ApplicationSpec) -> None:
-        self.spec = spec
-        self.argv = [spec.command or "", *spec.arguments]
+    def __init__(self, app: Application) -> None:
+        self.app = app
+        self.argv = [app.command or "", *app.arguments]
 
-    async def invoke(self, task: pb.TaskContext) -> bytes | None:
-        env = child_environment(self.spec, task.session_id, task.task_id)
+    async def invoke(self, task: TaskContext) -> bytes | None:
+        env = child_environment(self.app, task.session_id, task.task_id)
         return await run_child(
             self.argv,
             data=task.input or b"",
             env=env,
-            cwd=self.spec.working_directory,
-            what=f"command {self.spec.command!r}",
+            cwd=self.app.working_directory,
+            what=f"command {self.app.command!r}",
         )
 
 
 @contextlib.asynccontextmanager
-async def open_stdio(app: pb.Application, session: pb.SessionContext) -> AsyncIterator[_StdioShim]:
-    assert app.spec is not None
-    yield _StdioShim(app.spec)
+async def open_stdio(app: Application, session: SessionContext) -> AsyncIterator[_StdioShim]:
+    yield _StdioShim(app)
 
 
-SHIMS[pb.Shim.Stdio] = open_stdio
+SHIMS[Shim.STDIO] = open_stdio

@@ -59,7 +59,8 @@ from ...service._contracts import (
     TOKEN_HEADER,
     TOKEN_VARIABLE,
 )
-from . import SHIMS, ShimError
+from .._model import Application, Shim
+from . import SHIMS, SessionContext, ShimError, TaskContext
 
 __all__ = ["REGISTER_TIMEOUT_VARIABLE", "GrpcShim", "open_grpc"]
 
@@ -89,10 +90,9 @@ MAX_LINE_BYTES = 16 * 1024
 _SERVICE_SAID = re.compile(r" failed: INTERNAL: (?P<text>.*)\Z", re.DOTALL)
 
 
-def _register_timeout(spec: pb.ApplicationSpec) -> float:
+def _register_timeout(app: Application) -> float:
     raw = os.environ.get(REGISTER_TIMEOUT_VARIABLE)
-    for entry in spec.environments:
-        name, _, value = entry.partition("=")
+    for name, value in app.environments:
         if name == REGISTER_TIMEOUT_VARIABLE:
             raw = value
     if raw is None or not raw.strip():
@@ -109,13 +109,11 @@ def _register_timeout(spec: pb.ApplicationSpec) -> float:
     return timeout
 
 
-def _child_environment(spec: pb.ApplicationSpec, manager: str, token: str) -> dict[str, str]:
+def _child_environment(app: Application, manager: str, token: str) -> dict[str, str]:
     env = dict(os.environ)
     # Output reaches the log line by line, not when a buffer fills.
     env.setdefault("PYTHONUNBUFFERED", "1")
-    for entry in spec.environments:
-        name, _, value = entry.partition("=")
-        env[name] = value
+    env.update(app.environments)
     # This executor speaks the Grpc shim contract: the variables of the
     # others (inherited from a service that runs this cluster, say) would
     # have the service runtime listen for an executor that is not there.
@@ -191,11 +189,16 @@ class _Manager(pb.GrpcServiceManagerBase):  # type: ignore[misc]
 class GrpcShim:
     """One service process bound to one session; see the module's docstring."""
 
-    def __init__(self, app: pb.Application, session: pb.SessionContext) -> None:
-        assert app.spec is not None
-        self._spec = app.spec
-        self._name = app.metadata.name if app.metadata is not None else "?"
-        self._session = session
+    def __init__(self, app: Application, session: SessionContext) -> None:
+        self._app = app
+        self._name = app.name
+        self._session = pb.SessionContext(
+            session_id=session.session_id,
+            application=pb.ApplicationContext(
+                name=app.name, shim=pb.Shim.Grpc, url=app.url, command=app.command
+            ),
+            common_data=session.common_data,
+        )
         self._process: anyio.abc.Process | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._channel: Channel | None = None
@@ -221,12 +224,12 @@ class GrpcShim:
         return f"the service of application {self._name!r} (pid {process.pid}) {ended}"
 
     async def __aenter__(self) -> GrpcShim:
-        if not self._spec.command:
+        if not self._app.command:
             raise ShimError(
                 f"application {self._name!r} has no command; a Grpc application needs the "
                 "command (and arguments) that start its service"
             )
-        register_seconds = _register_timeout(self._spec)
+        register_seconds = _register_timeout(self._app)
         # The child's output is pumped by tasks that live as long as the
         # child. This task group is entered here and left in __aexit__ (the
         # same task), and never sees the executor's own exceptions.
@@ -242,13 +245,14 @@ class GrpcShim:
             raise
         return self
 
-    async def invoke(self, task: pb.TaskContext) -> bytes | None:
+    async def invoke(self, task: TaskContext) -> bytes | None:
         """Run one task in the service; its output, or ShimError saying why it failed."""
         assert self._channel is not None and self._stub is not None
         if self._exited.is_set():
             raise ShimError(await self._gone(f"before task {task.task_id}"))
+        request = pb.TaskContext(task_id=task.task_id, session_id=task.session_id, input=task.input)
         try:
-            output = await self._channel.unary(self._stub.on_task_invoke, task)
+            output = await self._channel.unary(self._stub.on_task_invoke, request)
         except FlameError as exc:
             if exc.code is not FlameErrorCode.INTERNAL:
                 # The connection failing is how a crash looks from here: give
@@ -304,12 +308,12 @@ class GrpcShim:
 
     async def _spawn(self, manager_address: str, token: str) -> None:
         assert self._tg is not None
-        argv = [self._spec.command or "", *self._spec.arguments]
-        cwd = self._spec.working_directory or None
+        argv = [self._app.command or "", *self._app.arguments]
+        cwd = self._app.working_directory or None
         try:
             self._process = await anyio.open_process(
                 argv,
-                env=_child_environment(self._spec, manager_address, token),
+                env=_child_environment(self._app, manager_address, token),
                 cwd=cwd,
                 start_new_session=True,
             )
@@ -317,7 +321,7 @@ class GrpcShim:
             where = f" in {cwd!r}" if cwd else ""
             raise ShimError(
                 f"cannot start the service of application {self._name!r} "
-                f"({self._spec.command!r}{where}): {exc.strerror or exc}"
+                f"({self._app.command!r}{where}): {exc.strerror or exc}"
             ) from None
         self._streams_open = 2
         self._tg.start_soon(self._shielded, self._pump, self._process.stdout, "stdout")
@@ -497,9 +501,9 @@ class GrpcShim:
         return " Its last output:\n" + "\n".join(self._tail)
 
 
-def open_grpc(app: pb.Application, session: pb.SessionContext) -> GrpcShim:
+def open_grpc(app: Application, session: SessionContext) -> GrpcShim:
     """Open the Grpc shim for ``app``, bound to ``session`` (a ShimOpener)."""
     return GrpcShim(app, session)
 
 
-SHIMS[pb.Shim.Grpc] = open_grpc
+SHIMS[Shim.GRPC] = open_grpc
