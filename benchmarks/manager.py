@@ -25,7 +25,6 @@ from typing import Any
 
 import anyio
 
-from flame._proto.v04 import flame as pb
 from flame.local._sessions import SessionManager
 from flame.local._storage import MemoryStorage
 
@@ -34,37 +33,79 @@ try:
 except ImportError:  # an older checkout
     from flame.local._storage import SqliteStorage  # type: ignore[attr-defined,no-redef]
 
+try:
+    from flame.local import _model
+except ImportError:  # a checkout whose manager took v0.4's messages
+    _model = None  # type: ignore[assignment]
 
-def _manager(storage: Any) -> tuple[SessionManager, Any]:
-    manager = SessionManager(storage, capacity=4, max_message_bytes=1 << 20)
-    assert manager.register_application("bench", pb.ApplicationSpec(shim=pb.Shim.Log)) is None
-    session = manager.create_session(pb.SessionSpec(application="bench"))
-    return manager, manager.runtime(session.metadata.id)
+
+class _Driver:
+    """The hot path of the manager, through the API of the checkout it runs on."""
+
+    def __init__(self, storage: Any) -> None:
+        self.manager = manager = SessionManager(storage, capacity=4, max_message_bytes=1 << 20)
+        if _model is not None:
+            app = _model.Application(name="bench", shim=_model.Shim.LOG)
+            manager.save_application(app)
+            self.rt = manager.create_session(
+                manager.next_session_id(), _model.SessionSpec(application="bench"), app
+            )
+        else:
+            from flame._proto.v04 import flame as pb
+
+            self.pb = pb
+            assert manager.register_application("bench", pb.ApplicationSpec()) is None
+            session = manager.create_session(pb.SessionSpec(application="bench"))
+            self.rt = manager.runtime(session.metadata.id)
+
+    def create(self, data: bytes) -> Any:
+        if _model is not None:
+            return self.manager.create_task(self.rt, data)
+        spec = self.pb.TaskSpec(session_id=str(self.rt.id), input=data)
+        return self.manager.create_task(spec)
+
+    def watch(self, task: Any) -> Any:
+        if _model is not None:
+            return _watch(self.manager, task)
+        return self.manager.watch_task(task.metadata.id, str(self.rt.id))
+
+    def run(self, data: bytes) -> None:
+        taken = self.manager.take_task(self.rt)
+        assert taken is not None
+        if _model is not None:
+            self.manager.finish_task(self.rt, taken, True, data)
+        else:
+            self.manager.finish_task(self.rt, *taken, True, data)
+
+
+async def _watch(manager: Any, task: Any) -> Any:
+    with manager.watch(task) as watch:
+        while True:
+            states = await watch.next()
+            yield states
+            if any(state in _model.FINAL_STATES for state in states):
+                return
 
 
 async def _run(storage: Any, tasks: int, group: int, watch: bool) -> float:
-    manager, rt = _manager(storage)
-    session_id = str(rt.id)
+    driver = _Driver(storage)
     flush = getattr(storage, "flush", None)
     data = b"x" * 64
     gc.collect()
     started = time.process_time()
     async with anyio.create_task_group() as tg:
         for n in range(1, tasks + 1):
-            task = manager.create_task(pb.TaskSpec(session_id=session_id, input=data))
+            task = driver.create(data)
             if watch:
-                updates = manager.watch_task(task.metadata.id, session_id)
-                tg.start_soon(_drain, updates)
+                tg.start_soon(_drain, driver.watch(task))
                 await anyio.lowlevel.checkpoint()
-            taken = manager.take_task(rt)
-            assert taken is not None
-            manager.finish_task(rt, *taken, True, data)
+            driver.run(data)
             if flush is not None and n % group == 0:
                 flush()
             if watch:
                 await anyio.lowlevel.checkpoint()
     elapsed = time.process_time() - started
-    manager.stop()
+    driver.manager.stop()
     return elapsed / tasks * 1e6
 
 
