@@ -13,6 +13,7 @@ import contextlib
 import functools
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
@@ -119,6 +120,9 @@ async def _run_cluster(
         storage.close()
         raise
     pool.attach(manager)
+    # Sockets and working directories of the services, this cluster's alone.
+    runtime = tempfile.TemporaryDirectory(prefix="flame-")
+    pool.runtime_dir = runtime.name
     try:
         for app in config.applications:
             _register(manager, app, config.wire)
@@ -138,6 +142,7 @@ async def _run_cluster(
             anyio.create_task_group() as tg,
         ):
             pool.task_group = tg
+            pool.endpoint = str(server.address)
             if isinstance(storage, SqliteStorage):
                 tg.start_soon(storage.write_behind, name="flame storage writer")
             if config.retention.enabled:
@@ -163,6 +168,7 @@ async def _run_cluster(
                 tg.cancel_scope.cancel()
     finally:
         manager.stop()
+        runtime.cleanup()
         log.info("cluster %r stopped", config.name)
 
 

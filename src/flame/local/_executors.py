@@ -79,10 +79,8 @@ BIND_RETRY_LIMIT = 5
 BIND_FAILED_EVENT = 1001
 RETRY_LIMIT_EVENT = 1002
 
-#: The bind result codes of a v0.6 executor: the service could not be
-#: started, or it refused the session; anything else.
-SHIM_FAILED = 11
-ENTER_FAILED = 12
+#: The bind result code of a v0.6 executor for a failure no shim explained
+#: (11 and 12 come with a shim's BindError).
 UNKNOWN_FAILURE = 19
 
 
@@ -161,6 +159,10 @@ class ExecutorPool:
         self.slots = [Slot(str(uuid.uuid4())) for _ in range(capacity)]
         #: Where executors run; set by the cluster before the first session.
         self.task_group: anyio.abc.TaskGroup | None = None
+        #: Where the cluster serves, and a private directory of it: set by
+        #: the cluster, for the services started by its executors.
+        self.endpoint = ""
+        self.runtime_dir = ""
         self._manager: SessionManager | None = None
         #: Sessions that have work or executors (by their order): the only ones a plan looks at.
         self._active: dict[int, SessionRuntime] = {}
@@ -278,7 +280,7 @@ class ExecutorPool:
             if current is None:
                 return
             log.debug("executor %s: bound to session %s", executor.id, session.id)
-            context = _session_context(session)
+            context = self._session_context(executor)
             app_name = session.app.name
             # Failures of the shim since a task last succeeded, and the last one's text.
             crashes = 0
@@ -413,7 +415,7 @@ class ExecutorPool:
         current: Task | None = None
         entered = False
         try:
-            async with open_shim(app, _session_context(session)) as shim:
+            async with open_shim(app, self._session_context(executor)) as shim:
                 entered = True
                 executor.state = ExecutorState.BOUND
                 session.bind_failures = 0
@@ -448,6 +450,17 @@ class ExecutorPool:
                     session, current, False, None, "the executor stopped while the task ran"
                 )
             self._released(executor)
+
+    def _session_context(self, executor: Executor) -> SessionContext:
+        session = executor.session
+        return SessionContext(
+            session_id=session.id,
+            application=session.app,
+            common_data=session.session.spec.common_data,
+            executor_id=executor.id,
+            cluster_endpoint=self.endpoint,
+            runtime_dir=self.runtime_dir,
+        )
 
     def _bind_failed(self, executor: Executor, exc: BaseException) -> None:
         """Say on the session why ``executor`` could not bind to it; pause it at the limit."""
@@ -499,11 +512,3 @@ def _failed(manager: SessionManager, session: SessionRuntime, task: Task, exc: E
 
 def _task_context(task: Task) -> TaskContext:
     return TaskContext(str(task.id), task.session_id, task.input)
-
-
-def _session_context(session: SessionRuntime) -> SessionContext:
-    return SessionContext(
-        session_id=session.id,
-        application=session.app,
-        common_data=session.session.spec.common_data,
-    )

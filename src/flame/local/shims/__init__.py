@@ -35,7 +35,10 @@ import attrs
 from .._model import Application, Shim
 
 __all__ = [
+    "ENTER_FAILED",
     "SHIMS",
+    "SHIM_FAILED",
+    "BindError",
     "SessionContext",
     "ShimError",
     "ShimOpener",
@@ -59,13 +62,38 @@ class ShimError(Exception):
         self.output = output
 
 
+class BindError(ShimError):
+    """The shim could not be bound to its session; ``bind_code`` says which step failed.
+
+    The codes are v0.6's: :data:`SHIM_FAILED` (the service could not be
+    started, or never became ready), :data:`ENTER_FAILED` (it refused the
+    session, or failed while entering it).
+    """
+
+    def __init__(self, bind_code: int, message: str) -> None:
+        super().__init__(message)
+        self.bind_code = bind_code
+
+
+SHIM_FAILED = 11
+ENTER_FAILED = 12
+
+
 @attrs.frozen
 class SessionContext:
-    """What a shim is told when it is bound to a session."""
+    """What a shim is told when it is bound to a session.
+
+    ``executor_id``, ``cluster_endpoint`` and ``runtime_dir`` are for a shim
+    that starts a service: who binds it, where the cluster serves, and a
+    private directory of the cluster for its sockets and working directories.
+    """
 
     session_id: str
     application: Application
     common_data: bytes | None
+    executor_id: str = ""
+    cluster_endpoint: str = ""
+    runtime_dir: str = ""
 
 
 class TaskContext(NamedTuple):
@@ -115,4 +143,4 @@ def open_shim(
 
 
 # The shims that come with the cluster register themselves in SHIMS on import.
-from . import _log, _shell, _stdio, grpc  # noqa: E402, F401
+from . import _log, _shell, _stdio, grpc, host  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""The Grpc shim: the application is a long-running service that the executor calls.
+"""The Grpc shim: v0.4's service contract, for an application that is a long-running service.
 
 Entering (session-enter):
 
@@ -24,7 +24,8 @@ its exit status and last lines of output, and makes the shim ``broken``: the
 executor then leaves it and opens a new one (a new child) for its next task.
 
 The child's stdout and stderr go, line by line, to the
-``flame.local.shims.grpc`` logger, prefixed by application name and pid.
+``flame.local.shims.grpc`` logger, prefixed by application name and pid
+(:mod:`._service_process`).
 
 The registration timeout is ``FLAME_SERVICE_REGISTER_TIMEOUT`` (seconds),
 read from the application's ``environments`` and then from the cluster's
@@ -33,20 +34,14 @@ own environment; 30 s when neither sets it.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import hmac
 import logging
 import os
-import re
 import secrets
-import signal
-from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
 import anyio
-import anyio.abc
 
 from ..._errors import FlameError, FlameErrorCode
 from ..._proto.v04 import flame as pb
@@ -61,6 +56,14 @@ from ...service._contracts import (
 )
 from .._model import Application, Shim
 from . import SHIMS, SessionContext, ShimError, TaskContext
+from ._service_process import (
+    EXIT_GRACE,
+    LEAVE_TIMEOUT,
+    START_TIMEOUT_VARIABLE,
+    ServiceProcess,
+    service_text,
+    start_timeout,
+)
 
 __all__ = ["REGISTER_TIMEOUT_VARIABLE", "GrpcShim", "open_grpc"]
 
@@ -68,45 +71,7 @@ log = logging.getLogger("flame.local.shims.grpc")
 
 #: Seconds a started service has to register; set in the application's
 #: environments or the cluster's environment.
-REGISTER_TIMEOUT_VARIABLE = "FLAME_SERVICE_REGISTER_TIMEOUT"
-DEFAULT_REGISTER_TIMEOUT = 30.0
-
-#: Seconds a service has, after SIGTERM, to finish its task and leave.
-STOP_GRACE = 10.0
-
-#: Seconds OnSessionLeave may take before the service is stopped anyway.
-LEAVE_TIMEOUT = 30.0
-
-#: After a failed call, how long to wait to learn whether the service died.
-EXIT_GRACE = 2.0
-
-#: Lines of the child's output kept to explain why it failed.
-TAIL_LINES = 20
-
-#: A line longer than this is logged in pieces.
-MAX_LINE_BYTES = 16 * 1024
-
-# "<Call> on <endpoint> failed: <STATUS>: <what the service said>"
-_SERVICE_SAID = re.compile(r" failed: INTERNAL: (?P<text>.*)\Z", re.DOTALL)
-
-
-def _register_timeout(app: Application) -> float:
-    raw = os.environ.get(REGISTER_TIMEOUT_VARIABLE)
-    for name, value in app.environments:
-        if name == REGISTER_TIMEOUT_VARIABLE:
-            raw = value
-    if raw is None or not raw.strip():
-        return DEFAULT_REGISTER_TIMEOUT
-    try:
-        timeout = float(raw)
-    except ValueError:
-        timeout = -1.0
-    if not timeout > 0:
-        raise ShimError(
-            f"{REGISTER_TIMEOUT_VARIABLE}={raw!r} is not a number of seconds above 0; "
-            "fix it in the application's environments or the cluster's environment"
-        )
-    return timeout
+REGISTER_TIMEOUT_VARIABLE = START_TIMEOUT_VARIABLE
 
 
 def _child_environment(app: Application, manager: str, token: str) -> dict[str, str]:
@@ -122,22 +87,6 @@ def _child_environment(app: Application, manager: str, token: str) -> dict[str, 
     env[MANAGER_VARIABLE] = manager
     env[TOKEN_VARIABLE] = token
     return env
-
-
-def _service_text(exc: FlameError) -> str:
-    """What the service said about a failed call, without the transport's preamble."""
-    said = _SERVICE_SAID.search(exc.message)
-    return said.group("text") if said else exc.message
-
-
-def _how_it_ended(code: int) -> str:
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"was killed by {name}"
-    return f"exited with code {code}"
 
 
 class _Manager(pb.GrpcServiceManagerBase):  # type: ignore[misc]
@@ -199,16 +148,13 @@ class GrpcShim:
             ),
             common_data=session.common_data,
         )
-        self._process: anyio.abc.Process | None = None
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._wake = anyio.Event()
+        self._process = ServiceProcess(app.name, log, on_exit=self._woken)
         self._channel: Channel | None = None
         self._stub: pb.GrpcShimStub | None = None
-        self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-        self._exited = anyio.Event()
-        self._drained = anyio.Event()
-        self._streams_open = 0
-        self._wake = anyio.Event()
-        self._scopes: list[anyio.CancelScope] = []
+
+    def _woken(self) -> None:
+        self._wake.set()
 
     # ------------------------------------------------------------------
     # What the executor calls
@@ -216,12 +162,7 @@ class GrpcShim:
     @property
     def broken(self) -> str | None:
         """How the service ended, once it has: no task can run in this shim any more."""
-        process = self._process
-        if process is None or not self._exited.is_set():
-            return None
-        code = process.returncode
-        ended = _how_it_ended(code) if code is not None else "ended"
-        return f"the service of application {self._name!r} (pid {process.pid}) {ended}"
+        return self._process.ended
 
     async def __aenter__(self) -> GrpcShim:
         if not self._app.command:
@@ -229,27 +170,27 @@ class GrpcShim:
                 f"application {self._name!r} has no command; a Grpc application needs the "
                 "command (and arguments) that start its service"
             )
-        register_seconds = _register_timeout(self._app)
+        register_seconds = start_timeout(self._app)
         # The child's output is pumped by tasks that live as long as the
-        # child. This task group is entered here and left in __aexit__ (the
-        # same task), and never sees the executor's own exceptions.
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
+        # child, in a task group entered here and left in __aexit__ (the same
+        # task), which never sees the executor's own exceptions.
+        await self._process.open()
         try:
             address = await self._start(register_seconds)
             await self._enter(address)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._stop()
-            await self._close_task_group()
+            await self._process.close()
             raise
         return self
 
     async def invoke(self, task: TaskContext) -> bytes | None:
         """Run one task in the service; its output, or ShimError saying why it failed."""
         assert self._channel is not None and self._stub is not None
-        if self._exited.is_set():
-            raise ShimError(await self._gone(f"before task {task.task_id}"))
+        process = self._process
+        if process.exited.is_set():
+            raise ShimError(await process.gone(f"before task {task.task_id}"))
         request = pb.TaskContext(task_id=task.task_id, session_id=task.session_id, input=task.input)
         try:
             output = await self._channel.unary(self._stub.on_task_invoke, request)
@@ -258,10 +199,10 @@ class GrpcShim:
                 # The connection failing is how a crash looks from here: give
                 # the child a moment to be reaped, so the error can say so.
                 with anyio.move_on_after(EXIT_GRACE):
-                    await self._exited.wait()
-            if self._exited.is_set():
-                raise ShimError(await self._gone(f"while running task {task.task_id}")) from None
-            raise ShimError(_service_text(exc)) from None
+                    await process.exited.wait()
+            if process.exited.is_set():
+                raise ShimError(await process.gone(f"while running task {task.task_id}")) from None
+            raise ShimError(service_text(exc)) from None
         data: bytes | None = output.data
         return data
 
@@ -278,14 +219,13 @@ class GrpcShim:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._stop()
-            await self._close_task_group()
+            await self._process.close()
 
     # ------------------------------------------------------------------
     # The steps
 
     async def _start(self, register_seconds: float) -> str:
         """Start the child and give the address it registered."""
-        assert self._tg is not None
         token = secrets.token_urlsafe(32)
         manager = _Manager(self._wake, token)
         loop = open_grpc_loop()
@@ -296,7 +236,12 @@ class GrpcShim:
                 # Failures are raised once the server is closed, rather than
                 # from inside its task group.
                 try:
-                    await self._spawn(server.address, token)
+                    await self._process.start(
+                        [self._app.command or "", *self._app.arguments],
+                        env=_child_environment(self._app, server.address, token),
+                        cwd=self._app.working_directory or None,
+                        what=repr(self._app.command),
+                    )
                     address = await self._registration(manager, register_seconds)
                 except ShimError as exc:
                     failure = exc
@@ -306,36 +251,13 @@ class GrpcShim:
             raise failure
         return address
 
-    async def _spawn(self, manager_address: str, token: str) -> None:
-        assert self._tg is not None
-        argv = [self._app.command or "", *self._app.arguments]
-        cwd = self._app.working_directory or None
-        try:
-            self._process = await anyio.open_process(
-                argv,
-                env=_child_environment(self._app, manager_address, token),
-                cwd=cwd,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            where = f" in {cwd!r}" if cwd else ""
-            raise ShimError(
-                f"cannot start the service of application {self._name!r} "
-                f"({self._app.command!r}{where}): {exc.strerror or exc}"
-            ) from None
-        self._streams_open = 2
-        self._tg.start_soon(self._shielded, self._pump, self._process.stdout, "stdout")
-        self._tg.start_soon(self._shielded, self._pump, self._process.stderr, "stderr")
-        self._tg.start_soon(self._shielded, self._reap)
-        log.info("%s: started the service, pid %d", self._name, self._process.pid)
-
     async def _registration(self, manager: _Manager, register_seconds: float) -> str:
-        assert self._process is not None
-        pid = str(self._process.pid)
+        process = self._process
+        pid = str(process.pid)
         with anyio.move_on_after(register_seconds):
             while pid not in manager.addresses:
-                if self._exited.is_set():
-                    raise ShimError(await self._gone("before it registered with the executor"))
+                if process.exited.is_set():
+                    raise ShimError(await process.gone("before it registered with the executor"))
                 await self._wake.wait()
                 self._wake = manager.wake = anyio.Event()
             return manager.addresses[pid]
@@ -355,7 +277,7 @@ class GrpcShim:
         raise ShimError(
             f"the service of application {self._name!r} (pid {pid}) did not register within "
             f"{register_seconds:g} s: it must call RegisterService at FLAME_SERVICE_MANAGER, as "
-            f"flame.service.run does.{hint}{self._tail_text()}"
+            f"flame.service.run does.{hint}{process.tail_text()}"
         )
 
     async def _enter(self, address: str) -> None:
@@ -367,16 +289,17 @@ class GrpcShim:
                 f"cannot be reached: {exc.message}"
             ) from None
         self._stub = pb.GrpcShimStub(self._channel)
+        process = self._process
         try:
             result = await self._channel.unary(self._stub.on_session_enter, self._session)
         except FlameError as exc:
-            if self._exited.is_set() or exc.code is not FlameErrorCode.INTERNAL:
+            if process.exited.is_set() or exc.code is not FlameErrorCode.INTERNAL:
                 with anyio.move_on_after(EXIT_GRACE):
-                    await self._exited.wait()
-            if self._exited.is_set():
-                raise ShimError(await self._gone("while entering the session")) from None
+                    await process.exited.wait()
+            if process.exited.is_set():
+                raise ShimError(await process.gone("while entering the session")) from None
             raise ShimError(
-                f"the service refused session {self._session.session_id}: {_service_text(exc)}"
+                f"the service refused session {self._session.session_id}: {service_text(exc)}"
             ) from None
         if result.return_code != 0:
             raise ShimError(
@@ -385,13 +308,13 @@ class GrpcShim:
             )
 
     async def _leave(self) -> None:
-        if self._channel is None or self._stub is None or self._exited.is_set():
+        if self._channel is None or self._stub is None or self._process.exited.is_set():
             return
         try:
             with anyio.fail_after(LEAVE_TIMEOUT):
                 await self._channel.unary(self._stub.on_session_leave, pb.EmptyRequest())
         except (FlameError, TimeoutError) as exc:
-            text = _service_text(exc) if isinstance(exc, FlameError) else "timed out"
+            text = service_text(exc) if isinstance(exc, FlameError) else "timed out"
             log.warning(
                 "%s: leaving session %s failed: %s", self._name, self._session.session_id, text
             )
@@ -400,105 +323,7 @@ class GrpcShim:
         """Stop the child and everything this shim started; must not be cancelled."""
         if self._channel is not None:
             await self._channel.aclose()
-        process = self._process
-        if process is not None:
-            if process.returncode is None:
-                self._signal_group(signal.SIGTERM)
-                with anyio.move_on_after(STOP_GRACE):
-                    await self._exited.wait()
-                if not self._exited.is_set():
-                    log.warning(
-                        "%s[%d]: still running %g s after SIGTERM: killing it",
-                        self._name,
-                        process.pid,
-                        STOP_GRACE,
-                    )
-            # Whatever is left of the group (the child, or what it started).
-            self._signal_group(signal.SIGKILL)
-            await self._exited.wait()
-            with anyio.move_on_after(1.0):
-                await self._drained.wait()
-            # The pipes' ends are closed by process.aclose() below.
-        if process is not None:
-            with contextlib.suppress(Exception):
-                await process.aclose()
-
-    async def _close_task_group(self) -> None:
-        # Outside any scope entered since __aenter__: a task group's scope
-        # must be the innermost one when it is left.
-        tg, self._tg = self._tg, None
-        if tg is not None:
-            # A grandchild that left the group may hold the pipes open.
-            for scope in self._scopes:
-                scope.cancel()
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
-
-    # ------------------------------------------------------------------
-    # The child
-
-    async def _shielded(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
-        # The reaper and the pumps must outlive a cancellation of the
-        # executor (the cluster stopping): stopping the child needs them. They
-        # end with the child, or when _close_task_group cancels their scopes.
-        with anyio.CancelScope(shield=True) as scope:
-            self._scopes.append(scope)
-            await fn(*args)
-
-    def _signal_group(self, signum: signal.Signals) -> None:
-        assert self._process is not None
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._process.pid, signum)
-
-    async def _reap(self) -> None:
-        assert self._process is not None
-        code = await self._process.wait()
-        log.info("%s[%d]: %s", self._name, self._process.pid, _how_it_ended(code))
-        self._exited.set()
-        self._wake.set()
-
-    async def _pump(self, stream: anyio.abc.ByteReceiveStream | None, which: str) -> None:
-        assert self._process is not None
-        pid = self._process.pid
-        pending = b""
-
-        def emit(raw: bytes) -> None:
-            line = raw.rstrip(b"\r").decode("utf-8", "replace")
-            self._tail.append(line)
-            log.info("%s[%d] %s: %s", self._name, pid, which, line)
-
-        try:
-            if stream is not None:
-                async for chunk in stream:
-                    pending += chunk
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        emit(line)
-                    while len(pending) > MAX_LINE_BYTES:
-                        emit(pending[:MAX_LINE_BYTES])
-                        pending = pending[MAX_LINE_BYTES:]
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            pass  # the pipe went away with the child
-        finally:
-            if pending:
-                emit(pending)
-            self._streams_open -= 1
-            if self._streams_open == 0:
-                self._drained.set()
-
-    async def _gone(self, when: str) -> str:
-        """Why the service is not there any more, with its last lines of output."""
-        assert self._process is not None
-        await self._exited.wait()
-        # Its last words may still be in the pipes.
-        with anyio.move_on_after(1.0):
-            await self._drained.wait()
-        return f"{self.broken} {when}.{self._tail_text()}"
-
-    def _tail_text(self) -> str:
-        if not self._tail:
-            return " It wrote no output."
-        return " Its last output:\n" + "\n".join(self._tail)
+        await self._process.stop()
 
 
 def open_grpc(app: Application, session: SessionContext) -> GrpcShim:
