@@ -557,6 +557,23 @@ async def test_executors_and_nodes_are_listed(tmp_path: Path, anyio_backend: str
         assert executors[0].spec.shim == pb.Shim.Host
 
 
+async def test_a_closed_sessions_executor_holds_its_slot_until_it_is_gone(
+    anyio_backend: str,
+) -> None:
+    async with (
+        _cluster(service("svc", delay_release=600), slots=1) as cluster,
+        await Channel.connect(cluster.endpoint) as channel,
+    ):
+        client = Client(channel)
+        for n in range(3):
+            # The executor of the session closed just before is still leaving.
+            await client.session(f"s{n}")
+            assert (await client.run(f"s{n}", b"x")).status.state == pb.TaskState.Succeed
+            await client.call("close_session", pb.CloseSessionRequest(session_id=f"s{n}"))
+        executors = (await client.call("list_executor", pb.ListExecutorRequest())).executors
+        assert len(executors) == 1
+
+
 async def test_a_service_that_dies_fails_its_task_and_the_next_runs_in_a_new_one(
     client: Client,
 ) -> None:

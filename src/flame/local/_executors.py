@@ -223,7 +223,9 @@ class ExecutorPool:
             )
             for s in active.values()
         ]
-        decision = plan(self.capacity, demands)
+        # Executors still leaving closed sessions hold their slots until they are gone.
+        leaving = self.used - sum(d.bound * d.slots for d in demands)
+        decision = plan(self.capacity - leaving, demands)
         for order, count in decision.release:
             session = active[order]
             # Idle executors first: they leave at once.
