@@ -289,6 +289,25 @@ def lowest_constraints() -> list[str]:
 # Checks
 
 
+#: The official clients the interop tests run, each in a session of its own
+#: (they are one package, flamepy): 0.6.0 against flame local --wire v0.6,
+#: 0.3.0 against flame local on v0.4.
+INTEROP_CLIENTS = ["0.6.0", "0.3.0"]
+
+
+@nox.session
+@nox.parametrize("flamepy", INTEROP_CLIENTS)
+def interop(session: nox.Session, flamepy: str) -> None:
+    """tests/interop: the official client flamepy from PyPI against flame local.
+
+    Not among the default sessions: flamepy brings grpcio and protobuf, and
+    0.6.0 also pyarrow, pymongo, fastapi and more. The tests skip themselves
+    where flamepy is not installed, so `nox -s tests` stays light.
+    """
+    session.install("-e", ".[test]", f"flamepy=={flamepy}")
+    session.run("pytest", "tests/interop", "-p", "no:cacheprovider", *session.posargs)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
