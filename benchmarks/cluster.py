@@ -109,9 +109,7 @@ async def drive(
         )
         assert result.return_code == 0, result
         if wire == "v0.4":
-            request = pb.CreateSessionRequest(
-                session=pb.SessionSpec(application="bench", slots=1)
-            )
+            request = pb.CreateSessionRequest(session=pb.SessionSpec(application="bench", slots=1))
         else:
             request = pb.CreateSessionRequest(
                 session_id="bench", session=pb.SessionSpec(application="bench")

@@ -153,3 +153,47 @@ def test_flame_local_says_when_the_port_is_taken() -> None:
         )
     assert done.returncode == 1
     assert f"127.0.0.1:{port}" in done.stderr
+
+
+async def test_flame_local_speaks_the_wire_it_is_told_and_that_one_only(tmp_path: Path) -> None:
+    from flame._errors import FlameError
+    from flame._proto.v06.flame import v1
+
+    port = _free_port()
+    config = tmp_path / "flame-conf.yaml"
+    # The file says v0.6 (and lists a Host application); the option could say otherwise.
+    config.write_text(
+        f"endpoint: http://127.0.0.1:{port}\nwire: v0.6\n"
+        "applications: [{name: svc, shim: Host, command: /bin/true}]\n"
+    )
+    process = await anyio.open_process(
+        [*_flame_local(), "--config", str(config), "--slots", "1"], stderr=subprocess.DEVNULL
+    )
+    try:
+        await _first_line(process)
+        async with await Channel.connect(f"http://127.0.0.1:{port}") as channel:
+            listed = await channel.unary(
+                v1.FrontendStub(channel).list_application, v1.ListApplicationRequest()
+            )
+            assert [app.metadata.name for app in listed.applications] == ["svc"]
+            # The probe of the wire's page tells it apart: v0.4's Frontend is not there.
+            try:
+                await channel.unary(
+                    pb.FrontendStub(channel).list_application, pb.ListApplicationRequest()
+                )
+            except FlameError as error:
+                assert "UNIMPLEMENTED" in error.message
+            else:
+                raise AssertionError("a v0.6 cluster answered v0.4's ListApplication")
+    finally:
+        process.terminate()
+        with anyio.fail_after(30):
+            await process.wait()
+        await process.aclose()
+    # --wire wins over the file: on v0.4 its Host application cannot be.
+    result = await anyio.run_process(
+        [*_flame_local(), "--config", str(config), "--wire", "v0.4"], check=False
+    )
+    assert result.returncode == 1
+    said = result.stderr.decode()
+    assert "cannot register, on v0.4" in said and "'svc' uses the Host shim" in said
