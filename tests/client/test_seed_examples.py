@@ -18,7 +18,9 @@ from __future__ import annotations
 import ast
 import contextlib
 import inspect
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -80,6 +82,14 @@ session_client = await conn.create_session(SessionAttributes(application="log-ap
 task = await session_client.create_task(b"some input")
 """
 SETUP_HOST = SETUP.replace("Shim.LOG", "Shim.HOST")
+# The embedded cluster runs a Host application's service, as a v0.6 cluster
+# does: one of the v0.6 contract that echoes its input.
+INSTANCE_SERVICE = str(Path(__file__).parents[1] / "local" / "_instance_service.py")
+SETUP_SERVICE = SETUP.replace(
+    '{"shim": Shim.LOG}',
+    f'{{"shim": Shim.HOST, "command": {sys.executable!r}, '
+    f'"arguments": [{INSTANCE_SERVICE!r}, "echo"]}}',
+)
 
 
 async def _run(source: str, namespace: dict[str, Any]) -> None:
@@ -115,10 +125,12 @@ async def test_the_reference_examples_run_as_written(
     target: str, anyio_backend: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with _serving(target) as endpoint:
-        await _run_examples(endpoint, capsys)
+        await _run_examples(endpoint, capsys, runs_services=target.startswith("local"))
 
 
-async def _run_examples(endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
+async def _run_examples(
+    endpoint: str, capsys: pytest.CaptureFixture[str], *, runs_services: bool
+) -> None:
     namespace: dict[str, Any] = {name: getattr(flame, name) for name in flame.__all__}
     await _run(CONNECT.replace("http://localhost:8080", endpoint), namespace)
     wire = namespace["conn"].wire
@@ -129,7 +141,10 @@ async def _run_examples(endpoint: str, capsys: pytest.CaptureFixture[str]) -> No
             await _run(REGISTER, namespace)
         assert caught.value.code == flame.FlameErrorCode.INVALID_ARGUMENT
         assert "Shim.SHELL" in caught.value.message and wire in caught.value.message
-    await _run(SETUP if wire == "v0.4" else SETUP_HOST, namespace)
+    if wire == "v0.4":
+        await _run(SETUP, namespace)
+    else:
+        await _run(SETUP_SERVICE if runs_services else SETUP_HOST, namespace)
     await _run(INFORMER, namespace)
     await _run(WATCHER, namespace)
     conn = namespace["conn"]
