@@ -234,9 +234,9 @@ async def test_flame_local_with_a_token_refuses_calls_without_it(
     config = tmp_path / "flame-conf.yaml"
     config.write_text("auth_token: 'local-t0ken'\n")
     async with flame_local("--config", str(config)) as (endpoint, _):
-        async with await flame.connect(endpoint) as conn:
-            with pytest.raises(FlameError) as raised:
-                await conn.list_sessions()
+        # connect's first call (asking which wire the cluster speaks) is refused.
+        with pytest.raises(FlameError) as raised:
+            await flame.connect(endpoint)
         assert raised.value.code is FlameErrorCode.INVALID_CONFIG
         assert "requires a token" in raised.value.message
         async with await flame.connect(endpoint, auth_token="local-t0ken") as conn:
