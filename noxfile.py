@@ -78,10 +78,14 @@ SHOW_VERSIONS = (
     "import importlib.metadata as m; "
     "print('\\n'.join(sorted(f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions())))"
 )
-ALL_BACKENDS = "asyncio,uvloop,trio"
 TWO_BACKENDS = "asyncio,trio"
-# The backends the other Pythons take in turn, newest Python first.
-ONE_BACKEND = ("asyncio", "trio")
+# The backends the other Pythons take in turn, newest Python first: asyncio
+# on uvloop's loop (where uvloop installs), then trio.
+ONE_BACKEND = ("uvloop" if sys.platform != "win32" else "asyncio", "trio")
+# What the sessions other than the primary leave out: the tests marked slow
+# (a fuzzer, ten thousand calls, a thousand connections), which test the
+# cluster and the service under load rather than a Python or a backend.
+NOT_SLOW = ("-m", "not slow")
 
 
 # --------------------------------------------------------------------------
@@ -207,12 +211,14 @@ def _wanted_pythons() -> tuple[str, ...]:
 def _matrix() -> list[nox.param]:
     """The ``tests`` sessions: every Python present and every backend, within 15 minutes.
 
-    The Python nox runs on (the machine's default) runs every backend:
-    asyncio, asyncio on uvloop, trio. The oldest Python runs asyncio and trio
-    on the lowest dependency versions ``pyproject.toml`` allows. Each other
-    Python runs one backend, in turn (the newest runs asyncio), so that each
-    backend still runs on several Pythons while the matrix stays within what
-    two cores do in 15 minutes. ``FLAME_NOX_FULL=1`` runs asyncio and trio on
+    The Python nox runs on (the machine's default), the primary, runs every
+    test under asyncio and trio. The oldest Python runs asyncio and trio on
+    the lowest dependency versions ``pyproject.toml`` allows. Each other
+    Python runs one backend, in turn: the newest asyncio on uvloop's loop,
+    the next trio. The sessions other than the primary leave out the tests
+    marked ``slow``. So every backend runs on two Pythons or more, and the
+    matrix stays within what two cores do in 15 minutes.
+    ``FLAME_NOX_FULL=1`` runs every test under asyncio, uvloop and trio on
     every Python, with the latest dependencies on the oldest one too.
 
     A Python that is absent keeps its session, under its version number
@@ -227,21 +233,25 @@ def _matrix() -> list[nox.param]:
     primary = here if found.get(here) else (present[0] if present else None)
     oldest = present[0] if present else None
     full = os.environ.get("FLAME_NOX_FULL", "") not in ("", "0")
+    every = ",".join(dict.fromkeys(("asyncio", *ONE_BACKEND)))
+    skip = () if full else NOT_SLOW
     params = []
     if primary is not None:
-        params.append(nox.param(found[primary], "latest", ALL_BACKENDS, id=primary))
-    if oldest is not None:
-        params.append(nox.param(found[oldest], "lowest", TWO_BACKENDS, id=f"{oldest}-lowest"))
+        backends = every if full else TWO_BACKENDS
+        params.append(nox.param(found[primary], "latest", backends, (), id=primary))
+    if oldest is not None and oldest != primary:
+        backends = every if full else TWO_BACKENDS
+        params.append(nox.param(found[oldest], "lowest", backends, skip, id=f"{oldest}-lowest"))
     others = [v for v in pythons if v != primary and (full or v != oldest)]
     for turn, version in enumerate(reversed(others)):
-        backends = TWO_BACKENDS if full else ONE_BACKEND[turn % len(ONE_BACKEND)]
-        params.append(nox.param(found[version] or version, "latest", backends, id=version))
+        backends = every if full else ONE_BACKEND[turn % len(ONE_BACKEND)]
+        params.append(nox.param(found[version] or version, "latest", backends, skip, id=version))
     return params
 
 
 @nox.session
-@nox.parametrize("python,deps,backends", _matrix())
-def tests(session: nox.Session, deps: str, backends: str) -> None:
+@nox.parametrize("python,deps,backends,leave_out", _matrix())
+def tests(session: nox.Session, deps: str, backends: str, leave_out: tuple[str, ...]) -> None:
     """pytest under every backend the session names, on latest or lowest dependencies.
 
     ``nox -s tests -- -k watch`` passes arguments on to pytest.
@@ -253,7 +263,7 @@ def tests(session: nox.Session, deps: str, backends: str) -> None:
         session.run("python", "-c", SHOW_VERSIONS, silent=False)
     else:
         session.install("-e", ".[test]")
-    session.run("pytest", f"--backends={backends}", *session.posargs)
+    session.run("pytest", f"--backends={backends}", *leave_out, *session.posargs)
 
 
 def lowest_constraints() -> list[str]:

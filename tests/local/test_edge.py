@@ -168,6 +168,7 @@ async def test_a_1_gib_input_is_refused_unread_and_memory_stays_bounded(
     assert peak - before < 200 << 20, (before, peak)
 
 
+@pytest.mark.slow
 async def test_a_thousand_idle_connections_leave_room_for_real_clients(
     anyio_backend: str,
 ) -> None:

@@ -209,6 +209,7 @@ async def sqlite_client(anyio_backend: str, tmp_path: Path) -> AsyncIterator[tup
         yield Client(channel), path
 
 
+@pytest.mark.slow
 @settings(
     max_examples=15,
     deadline=None,
