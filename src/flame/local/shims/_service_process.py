@@ -36,7 +36,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ..._errors import FlameError
+from ..._errors import FlameError, FlameErrorCode
 from .._model import Application
 from . import ShimError
 
@@ -183,6 +183,20 @@ class ServiceProcess:
         with anyio.move_on_after(1.0):
             await self._drained.wait()
         return f"{self.ended} {when}.{self.tail_text()}"
+
+    async def failed_call(self, exc: FlameError, when: str) -> str | None:
+        """Why a call to the service failed, if the service's death says it; else None.
+
+        INTERNAL is the service's own answer. Any other failure is how a
+        death looks from here (the connection breaks first): the process is
+        given a moment to be reaped, so that the error can say how it ended.
+        """
+        if exc.code is not FlameErrorCode.INTERNAL:
+            with anyio.move_on_after(EXIT_GRACE):
+                await self.exited.wait()
+        if self.exited.is_set():
+            return await self.gone(when)
+        return None
 
     def tail_text(self) -> str:
         """`` Its last output:`` and its last lines, or a sentence saying it wrote none."""

@@ -43,7 +43,7 @@ from typing import Any
 
 import anyio
 
-from ..._errors import FlameError, FlameErrorCode
+from ..._errors import FlameError
 from ..._proto.v04 import flame as pb
 from ..._transport import Channel, open_grpc_loop, refuse, serve, unary_handler
 from ..._wire_check import checked
@@ -57,7 +57,6 @@ from ...service._contracts import (
 from .._model import Application, Shim
 from . import SHIMS, SessionContext, ShimError, TaskContext
 from ._service_process import (
-    EXIT_GRACE,
     LEAVE_TIMEOUT,
     START_TIMEOUT_VARIABLE,
     ServiceProcess,
@@ -195,14 +194,8 @@ class GrpcShim:
         try:
             output = await self._channel.unary(self._stub.on_task_invoke, request)
         except FlameError as exc:
-            if exc.code is not FlameErrorCode.INTERNAL:
-                # The connection failing is how a crash looks from here: give
-                # the child a moment to be reaped, so the error can say so.
-                with anyio.move_on_after(EXIT_GRACE):
-                    await process.exited.wait()
-            if process.exited.is_set():
-                raise ShimError(await process.gone(f"while running task {task.task_id}")) from None
-            raise ShimError(service_text(exc)) from None
+            death = await process.failed_call(exc, f"while running task {task.task_id}")
+            raise ShimError(death or service_text(exc)) from None
         data: bytes | None = output.data
         return data
 
@@ -293,13 +286,10 @@ class GrpcShim:
         try:
             result = await self._channel.unary(self._stub.on_session_enter, self._session)
         except FlameError as exc:
-            if process.exited.is_set() or exc.code is not FlameErrorCode.INTERNAL:
-                with anyio.move_on_after(EXIT_GRACE):
-                    await process.exited.wait()
-            if process.exited.is_set():
-                raise ShimError(await process.gone("while entering the session")) from None
+            death = await process.failed_call(exc, "while entering the session")
             raise ShimError(
-                f"the service refused session {self._session.session_id}: {service_text(exc)}"
+                death
+                or f"the service refused session {self._session.session_id}: {service_text(exc)}"
             ) from None
         if result.return_code != 0:
             raise ShimError(

@@ -58,13 +58,12 @@ from types import TracebackType
 
 import anyio
 
-from ..._errors import FlameError, FlameErrorCode
+from ..._errors import FlameError
 from ..._proto.v06.flame import v1 as pb
 from ..._transport import Channel, Endpoint
 from .._model import Application, Shim
 from . import ENTER_FAILED, SHIM_FAILED, SHIMS, BindError, SessionContext, ShimError, TaskContext
 from ._service_process import (
-    EXIT_GRACE,
     LEAVE_TIMEOUT,
     ServiceProcess,
     service_text,
@@ -159,14 +158,8 @@ class HostShim:
         try:
             result = await self._channel.unary(self._stub.on_task_invoke, request)
         except FlameError as exc:
-            if exc.code is not FlameErrorCode.INTERNAL:
-                # A broken connection is how a death looks from here: give the
-                # process a moment to be reaped, so the error can say so.
-                with anyio.move_on_after(EXIT_GRACE):
-                    await process.exited.wait()
-            if process.exited.is_set():
-                raise ShimError(await process.gone(f"while running task {task.task_id}")) from None
-            raise ShimError(service_text(exc)) from None
+            death = await process.failed_call(exc, f"while running task {task.task_id}")
+            raise ShimError(death or service_text(exc)) from None
         if result.return_code != 0:
             raise ShimError(result.message, output=result.output)
         output: bytes | None = result.output
@@ -289,16 +282,10 @@ class HostShim:
         try:
             result = await self._channel.unary(self._stub.on_session_enter, context)
         except FlameError as exc:
-            if process.exited.is_set() or exc.code is not FlameErrorCode.INTERNAL:
-                with anyio.move_on_after(EXIT_GRACE):
-                    await process.exited.wait()
-            if process.exited.is_set():
-                raise BindError(
-                    ENTER_FAILED, await process.gone("while entering the session")
-                ) from None
+            death = await process.failed_call(exc, "while entering the session")
             raise BindError(
                 ENTER_FAILED,
-                f"the service refused session {session.session_id}: {service_text(exc)}",
+                death or f"the service refused session {session.session_id}: {service_text(exc)}",
             ) from None
         if result.return_code != 0:
             raise BindError(
