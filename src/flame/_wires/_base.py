@@ -112,6 +112,17 @@ class Wire(abc.ABC):
             f"(Flame {since} and later have it)",
         )
 
+    def refuse_later_session_fields(self, attributes: SessionAttributes) -> None:
+        """Raise ``lacks`` for a session field that only v0.6 and later carry, if one is set."""
+        if attributes.min_instances:
+            raise self.lacks("the session's min_instances")
+        if attributes.max_instances is not None:
+            raise self.lacks("the session's max_instances")
+        if attributes.priority:
+            raise self.lacks("the session's priority")
+        if attributes.resreq is not None:
+            raise self.lacks("the session's resreq")
+
     def no_meaning(self, what: str, advice: str) -> FlameError:
         """INVALID_ARGUMENT: ``what`` means nothing on this wire; ``advice`` says what to do."""
         return FlameError(

@@ -152,14 +152,7 @@ class V04Wire(Wire):
                 "a session id chosen by the client",
                 "a v0.4 cluster makes the id; create the session without one",
             )
-        if attributes.min_instances:
-            raise self.lacks("the session's min_instances")
-        if attributes.max_instances is not None:
-            raise self.lacks("the session's max_instances")
-        if attributes.priority:
-            raise self.lacks("the session's priority")
-        if attributes.resreq is not None:
-            raise self.lacks("the session's resreq")
+        self.refuse_later_session_fields(attributes)
         spec = pb.SessionSpec(
             application=attributes.application,
             slots=attributes.slots,

@@ -63,14 +63,7 @@ class V05Wire(V06Wire):
         return {}
 
     def _session_spec(self, attributes: SessionAttributes) -> Any:
-        if attributes.min_instances:
-            raise self.lacks("the session's min_instances")
-        if attributes.max_instances is not None:
-            raise self.lacks("the session's max_instances")
-        if attributes.priority:
-            raise self.lacks("the session's priority")
-        if attributes.resreq is not None:
-            raise self.lacks("the session's resreq")
+        self.refuse_later_session_fields(attributes)
         return self.pb.SessionSpec(
             application=attributes.application,
             slots=attributes.slots,
