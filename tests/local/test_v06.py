@@ -495,8 +495,12 @@ async def test_task_lookups_say_what_is_wrong(client: Client) -> None:
 
 
 async def test_a_host_service_gets_its_environment_and_calls_in_order(
-    tmp_path: Path, anyio_backend: str
+    tmp_path: Path, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The shim sets the temporary directories only where the environment
+    # does not (nox sets TMPDIR, for one).
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        monkeypatch.delenv(name, raising=False)
     record = tmp_path / "calls"
     app = service(
         "svc",

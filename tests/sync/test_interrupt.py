@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -96,7 +97,17 @@ def test_ctrl_c_during_run_tasks_with_a_list_and_an_informer(
         def on_update(self, task: flame.Task) -> None:
             seen.append(task.state)
 
-    presser = _ctrl_c_once(lambda: v04.wait_for_watches(4))
+    def informed() -> None:
+        # The watches open before their first update reaches the informer,
+        # in this thread: press once it has been told something (or gave up
+        # waiting, and the assertion below says so).
+        v04.wait_for_watches(4)
+        for _ in range(1000):
+            if seen:
+                return
+            time.sleep(0.01)
+
+    presser = _ctrl_c_once(informed)
     with pytest.raises(KeyboardInterrupt):
         session.run_tasks([b"hold"] * 4, informer=Informer(), concurrency=8)
     presser.join()
