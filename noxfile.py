@@ -5,7 +5,7 @@ this machine has, and with the lowest versions of the dependencies that
 ``pyproject.toml`` allows. A Python the machine lacks is reported as a
 skipped session, not a failure, on CI as well. Which backends each session
 runs (asyncio, asyncio with uvloop, trio) is said in ``_matrix``. Sessions
-run side by side, one per CPU, and uv makes their environments.
+run side by side, two per CPU, and uv makes their environments.
 
 Interpreters are found here rather than left to nox, because a version
 manager's shims can be on ``PATH`` and yet fail (pyenv's ``python3.12`` fails
@@ -48,12 +48,13 @@ def _option(name: str, value: object) -> None:
         setattr(nox.options, name, value)
 
 
-# Sessions run side by side, one per CPU, each in a nox process of its own
+# Sessions run side by side, two per CPU, each in a nox process of its own
 # (nox 2026.8.10 and newer; an older one runs them in turn). The tests wait on
-# child processes and sockets much of the time, so two sessions on two cores
-# take much less than twice one. Their output is shown as each one ends;
-# "nox -j 1 ..." shows it as it comes.
-_option("parallel", "auto")
+# child processes, sockets and timers about half the time (a pytest run uses
+# about half a CPU), so the four sessions of the matrix run at once on two
+# cores. Their output is shown as each one ends; "nox -j 1 ..." shows it as
+# it comes.
+_option("parallel", 2 * (os.cpu_count() or 1))
 _option("allow_parallel", True)
 
 ROOT = pathlib.Path(__file__).parent
