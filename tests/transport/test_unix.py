@@ -8,6 +8,7 @@ import stat
 import tempfile
 from collections.abc import Iterator
 
+import anyio
 import pytest
 from transport_helpers import Frontend
 
@@ -101,3 +102,29 @@ async def test_connecting_where_nothing_listens_names_the_socket(short_dir: str)
     assert unreachable.value.code is FlameErrorCode.UNAVAILABLE
     assert url in unreachable.value.message
     assert "no such file or directory" in unreachable.value.message
+
+
+@pytest.mark.parametrize("where", ["tcp", "unix"])
+async def test_a_server_stops_while_a_client_keeps_its_connection(
+    grpc_loop: GrpcLoop, short_dir: str, where: str
+) -> None:
+    # Since Python 3.12 an asyncio server waits for its connections to end;
+    # an executor keeps its connection to a service open for as long as it
+    # likes, so the server must end them itself.
+    path = os.path.join(short_dir, "kept.sock") if where == "unix" else None
+    async with await _kept_connection(grpc_loop, path) as channel:
+        stub = pb.FrontendStub(channel)
+        with pytest.raises(FlameError) as gone:
+            await channel.unary(stub.get_task, pb.GetTaskRequest(task_id="2"))
+    assert gone.value.code is FlameErrorCode.UNAVAILABLE
+
+
+async def _kept_connection(grpc_loop: GrpcLoop, path: str | None) -> Channel:
+    """A client connection that was used, to a server that has stopped since."""
+    with anyio.fail_after(20):  # leaving serve() hung here before
+        async with serve(grpc_loop, [Frontend()], path=path) as server:
+            channel = await Channel.connect(server.address)
+            stub = pb.FrontendStub(channel)
+            task = await channel.unary(stub.get_task, pb.GetTaskRequest(task_id="1"))
+            assert task.metadata.id == "1"
+    return channel

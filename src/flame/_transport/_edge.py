@@ -93,6 +93,11 @@ class ServerEdge:
     def forget(self, gate: Gate) -> None:
         self.gates.pop(gate, None)
 
+    def close_all(self, reason: str) -> None:
+        """Tell every open connection to go away, and close it (the server is stopping)."""
+        for gate in list(self.gates):
+            gate.go_away(reason)
+
 
 class Gate:
     """The edge of one server connection: what of h2's events grpclib may see.

@@ -124,6 +124,9 @@ class _BatchedWrites:
 #: reached after 8,192.
 CLOSED_STREAMS_KEPT = 16_384
 
+#: Seconds a stopping server waits for its handlers and connections to end.
+STOP_GRACE = 10.0
+
 #: How many streams a client may have open at once on our servers. h2 offers
 #: 100; a client running tasks holds one watch per task in flight, and beyond
 #: the limit grpclib queues new calls, waking every queued one at each close.
@@ -321,8 +324,19 @@ async def serve(
             await asyncio.Event().wait()
         finally:
             server.close()
-            with anyio.CancelScope(shield=True):
+            # Since Python 3.12 a server waits for its connections to end,
+            # and a client may keep its own open for as long as it likes (an
+            # executor does): each is told to go away and closed.
+            edge.close_all("the server is stopping")
+            with anyio.move_on_after(STOP_GRACE, shield=True) as waited:
                 await server.wait_closed()
+            if waited.cancelled_caught:
+                log.warning(
+                    "the server on %s stopped without its handlers: they were still "
+                    "running %g s after it was told to stop",
+                    where,
+                    STOP_GRACE,
+                )
             if listening is not None:
                 listening.close()
 
