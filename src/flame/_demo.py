@@ -27,7 +27,7 @@ from ._errors import FlameError
 if TYPE_CHECKING:
     from .functions import FunctionSession
 
-__all__ = ["configure", "count_inside", "run"]
+__all__ = ["DEFAULT_SAMPLES", "DEFAULT_TASKS", "MAX_SAMPLES", "count_inside", "run"]
 
 DEFAULT_TASKS = 1000
 DEFAULT_SAMPLES = 20_000
@@ -54,60 +54,8 @@ def count_inside(seed: int, samples: int) -> int:
     return inside
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--tasks",
-        type=_positive,
-        default=DEFAULT_TASKS,
-        help=f"how many tasks to run (default {DEFAULT_TASKS})",
-    )
-    parser.add_argument(
-        "--samples",
-        type=_samples,
-        default=DEFAULT_SAMPLES,
-        help=f"random points each task draws (default {DEFAULT_SAMPLES:,})",
-    )
-    parser.add_argument(
-        "--slots",
-        type=_positive,
-        default=None,
-        help="executor slots of the embedded cluster (default: the number of CPUs)",
-    )
-    parser.add_argument(
-        "--endpoint",
-        default=None,
-        help="use the running cluster at this address instead of starting one; it must "
-        "run on this machine (it starts this Python to run the service)",
-    )
-    parser.add_argument(
-        "--backend",
-        choices=("asyncio", "trio"),
-        default="asyncio",
-        help="the event loop the client runs on (default asyncio)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="first random seed; task i uses seed+i (default 0)"
-    )
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} is not above 0")
-    return value
-
-
-def _samples(text: str) -> int:
-    value = _positive(text)
-    if value > MAX_SAMPLES:
-        raise argparse.ArgumentTypeError(f"{value} is above {MAX_SAMPLES:,}")
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
+    """Run the demo with the options ``flame demo`` parsed; the exit status."""
     if args.endpoint is not None and args.slots is not None:
         print(
             "flame demo: --slots applies to the embedded cluster, not to --endpoint",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._types import Task
 
-__all__ = ["FlameError", "FlameErrorCode", "NamedIntEnum", "code_for_result"]
+__all__ = ["FlameError", "FlameErrorCode", "NamedIntEnum", "code_for_result", "flame_error_in"]
 
 
 class NamedIntEnum(enum.IntEnum):
@@ -103,6 +103,17 @@ class FlameError(Exception):
         if self.task is None:
             return (type(self), (self.code, self.message))
         return (_with_task, (type(self), self.code, self.message, self.task))
+
+
+def flame_error_in(exc: BaseException) -> FlameError | None:
+    """The FlameError ``exc`` is or holds (looking inside exception groups), or None."""
+    if isinstance(exc, FlameError):
+        return exc
+    for inner in getattr(exc, "exceptions", ()):
+        found = flame_error_in(inner)
+        if found is not None:
+            return found
+    return None
 
 
 def _with_task(cls: type[FlameError], code: FlameErrorCode, message: str, task: Task) -> FlameError:

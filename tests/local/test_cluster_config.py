@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from flame._errors import FlameError, FlameErrorCode
 from flame._proto.v04 import flame as pb
 from flame.local import ApplicationConfig, ClusterConfig, LocalCluster, RetentionConfig, TlsConfig
-from flame.local._command import _config, configure
+from flame.local._command import LocalOptions, cluster_config
 from flame.local._config import TOKEN_VARIABLE, parse_duration
 from flame.local._model import Shim
 
@@ -153,17 +152,14 @@ async def test_a_cluster_cannot_be_entered_twice() -> None:
 
 
 def test_flame_local_options_win_over_the_file_key_by_key(tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    configure(parser)
     path = tmp_path / "flame-conf.yaml"
     path.write_text("retention: {max_closed_sessions: 5, max_age: 60}\n")
-    args = parser.parse_args(["--config", str(path), "--retention-max-age", "1h"])
-    config = _config(args)
+    config = cluster_config(LocalOptions(config=str(path), retention_max_age="1h"))
     assert config.retention == RetentionConfig(max_age=3600.0, max_closed_sessions=5)
     assert config.endpoint == "http://127.0.0.1:8080"
-    args = parser.parse_args(["--retention-max-closed", "3", "--tls-cert", "c", "--tls-key", "k"])
-    config = _config(args)
+    options = LocalOptions(retention_max_closed=3, tls_cert="c", tls_key="k")
+    config = cluster_config(options)
     assert config.retention == RetentionConfig(max_closed_sessions=3)
     assert config.tls == TlsConfig("c", "k")
     with pytest.raises(FlameError, match="--retention-max-age: 'soon' is not a duration"):
-        _config(parser.parse_args(["--retention-max-age", "soon"]))
+        cluster_config(LocalOptions(retention_max_age="soon"))

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from . import _command
+from .._cli import main as flame
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="flame local", description="run an embedded Flame cluster on this machine"
-    )
-    _command.configure(parser)
-    return _command.run(parser.parse_args(argv))
+    return flame(["local", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

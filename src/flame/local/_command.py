@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import signal
 import sys
 from typing import Any
@@ -12,12 +10,12 @@ from typing import Any
 import anyio
 import attrs
 
-from .._errors import FlameError, FlameErrorCode
+from .._errors import FlameError, FlameErrorCode, flame_error_in
 from ._cluster import LocalCluster
 from ._config import WIRES, ClusterConfig, TlsConfig, parse_duration, token_from_env
 from ._security import exposure
 
-__all__ = ["configure", "run"]
+__all__ = ["DEFAULT_ENDPOINT", "LEVELS", "LocalOptions", "cluster_config", "run"]
 
 log = logging.getLogger("flame.local")
 
@@ -25,86 +23,25 @@ DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
 LEVELS = ("debug", "info", "warning", "error")
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    """Add the options of ``flame local`` to ``parser``."""
-    parser.add_argument(
-        "--wire",
-        default=None,
-        choices=WIRES,
-        help="the Flame wire to speak, as one Flame cluster speaks one: v0.4 (flame.Frontend; "
-        "Log, Stdio, Shell and Grpc applications) or v0.6 (flame.v1.Frontend; Host "
-        "applications, through v0.6's service contract). Default: the config's `wire`, "
-        "else v0.4",
-    )
-    parser.add_argument(
-        "--endpoint",
-        default=None,
-        help=f"where to serve (default: the config's endpoint, else {DEFAULT_ENDPOINT})",
-    )
-    parser.add_argument(
-        "--config",
-        default=None,
-        metavar="PATH",
-        help="a flame-conf.yaml; its applications are registered at start",
-    )
-    parser.add_argument(
-        "--slots",
-        type=int,
-        default=None,
-        help=f"executor slots (default: the number of CPUs, {os.cpu_count() or 1} here)",
-    )
-    parser.add_argument(
-        "--tls-cert",
-        default=None,
-        metavar="PATH",
-        help="serve https with this certificate (PEM; with --tls-key; overrides the config's tls)",
-    )
-    parser.add_argument(
-        "--tls-key", default=None, metavar="PATH", help="the private key of --tls-cert (PEM)"
-    )
-    parser.add_argument(
-        "--retention-max-age",
-        default=None,
-        metavar="DURATION",
-        help="delete closed sessions and their tasks this long after closing (90s, 15m, 2h, 7d)",
-    )
-    parser.add_argument(
-        "--retention-max-closed",
-        type=int,
-        default=None,
-        metavar="N",
-        help="keep at most N closed sessions (with their tasks); the oldest go first",
-    )
-    parser.add_argument(
-        "--max-message-bytes",
-        type=int,
-        default=None,
-        metavar="N",
-        help="the largest request (task input, common data) and task output, in bytes "
-        "(default: 4 MiB); clients must be given the same",
-    )
-    parser.add_argument(
-        "--idle-timeout",
-        default=None,
-        metavar="DURATION",
-        help="close connections with no call in flight for this long (default: 5m)",
-    )
-    parser.add_argument(
-        "--max-connections",
-        type=int,
-        default=None,
-        metavar="N",
-        help="hold at most N connections (default: 1024, or half the open-file limit)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default="info",
-        choices=LEVELS,
-        help="how much to log to stderr (default: info)",
-    )
+@attrs.frozen
+class LocalOptions:
+    """The options of ``flame local``, as its command line gives them (None: not given)."""
+
+    wire: str | None = None
+    endpoint: str | None = None
+    config: str | None = None
+    slots: int | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    retention_max_age: str | None = None
+    retention_max_closed: int | None = None
+    max_message_bytes: int | None = None
+    idle_timeout: str | None = None
+    max_connections: int | None = None
+    log_level: str = "info"
 
 
-def _config(args: argparse.Namespace) -> ClusterConfig:
+def cluster_config(args: LocalOptions) -> ClusterConfig:
     """The config file's, or the defaults, with what the command line says over them."""
     if (args.tls_cert is None) != (args.tls_key is None):
         raise FlameError(
@@ -118,7 +55,7 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
     }
     if args.idle_timeout is not None:
         overrides["idle_timeout"] = parse_duration(args.idle_timeout, "--idle-timeout")
-    if args.tls_cert is not None:
+    if args.tls_cert is not None and args.tls_key is not None:
         overrides["tls"] = TlsConfig(cert_file=args.tls_cert, key_file=args.tls_key)
     if args.config is not None:
         config = ClusterConfig.load(args.config, **overrides)
@@ -143,17 +80,6 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
     return config
 
 
-def _flame_error(exc: BaseException) -> FlameError | None:
-    """The FlameError in ``exc``, looking inside exception groups."""
-    if isinstance(exc, FlameError):
-        return exc
-    for inner in getattr(exc, "exceptions", ()):
-        found = _flame_error(inner)
-        if found is not None:
-            return found
-    return None
-
-
 async def _serve(config: ClusterConfig) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with LocalCluster(config) as cluster:
@@ -167,15 +93,15 @@ async def _serve(config: ClusterConfig) -> None:
                 break
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``flame local`` with parsed ``args``; the exit status."""
+def run(args: LocalOptions) -> int:
+    """Run ``flame local`` with ``args``; the exit status."""
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
-        config = _config(args)
+        config = cluster_config(args)
     except FlameError as exc:
         print(f"flame local: {exc.message}", file=sys.stderr)
         return 2
@@ -191,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     except BaseException as exc:
-        error = _flame_error(exc)
+        error = flame_error_in(exc)
         if error is None:
             raise
         print(f"flame local: {error.message}", file=sys.stderr)

@@ -25,6 +25,8 @@ from .._config import TOKEN_VARIABLE
 from .._errors import FlameError, FlameErrorCode
 from .._transport import Endpoint, ServerLimits
 from .._transport._limits import DEFAULT_IDLE_TIMEOUT, check_message_limit
+from .._types import ApplicationAttributes
+from .._types import Shim as ClientShim
 from ._limits import MAX_MESSAGE_BYTES
 from ._model import Application, Shim
 
@@ -35,6 +37,7 @@ __all__ = [
     "ClusterConfig",
     "RetentionConfig",
     "TlsConfig",
+    "load_applications",
     "parse_duration",
     "token_from_env",
 ]
@@ -193,6 +196,71 @@ class ApplicationConfig:
             max_instances=entry.get("max_instances"),
             delay_release=entry.get("delay_release"),
         )
+
+    def attributes(self, wire: str) -> ApplicationAttributes:
+        """The :class:`flame.ApplicationAttributes` that register it on a cluster of ``wire``."""
+        app = self.application(wire)
+        return ApplicationAttributes(
+            shim=ClientShim[app.shim.name],
+            url=app.url,
+            command=app.command,
+            arguments=list(app.arguments) or None,
+            environments=[f"{key}={value}" for key, value in app.environments] or None,
+            working_directory=app.working_directory,
+            description=app.description,
+            labels=list(app.labels) or None,
+            image=app.image,
+            max_instances=app.max_instances,
+            delay_release=app.delay_release,
+        )
+
+
+def load_applications(path: str | os.PathLike[str]) -> tuple[ApplicationConfig, ...]:
+    """The applications a YAML file at ``path`` holds, as ``flame register`` reads them.
+
+    The file is a ``flame-conf.yaml`` (its ``applications`` list is read, its
+    other keys are the cluster's and are left alone), or one application's
+    mapping (``name``, ``shim``, ``command``, ...). Raises FlameError
+    ``INVALID_CONFIG`` saying what is wrong, before anything is registered.
+    """
+    where = os.fspath(path)
+    data = _read_yaml(where)
+    if isinstance(data, Mapping) and "applications" not in data and "name" in data:
+        return (ApplicationConfig.from_mapping(data, where),)
+    if not isinstance(data, Mapping) or "applications" not in data:
+        raise _bad(
+            where,
+            "holds no `applications` list; give a flame-conf.yaml with `applications`, "
+            "or one application's mapping (name, shim, command, ...)",
+        )
+    entries = data["applications"]
+    if not isinstance(entries, list) or not entries:
+        raise _bad(where, "`applications` is a list of one or more applications")
+    return tuple(
+        ApplicationConfig.from_mapping(entry, f"{where}: applications[{i}]")
+        for i, entry in enumerate(entries)
+    )
+
+
+def _read_yaml(where: str) -> Any:
+    """The document in the YAML file ``where``; INVALID_CONFIG if it cannot be read."""
+    import yaml
+
+    try:
+        with open(where, encoding="utf-8") as file:
+            return yaml.safe_load(file)
+    except OSError as exc:
+        raise _bad(where, f"cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise _bad(where, f"not UTF-8 text: {exc.reason}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None)
+        if mark is None or problem is None:
+            raise _bad(where, f"not valid YAML: {exc}") from None
+        raise _bad(
+            where, f"not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+        ) from None
 
 
 def _environments(value: Any, where: str) -> dict[str, str]:
@@ -463,17 +531,8 @@ class ClusterConfig:
     @classmethod
     def load(cls, path: str | os.PathLike[str], **overrides: Any) -> ClusterConfig:
         """Read ``flame-conf.yaml`` at ``path``; keyword arguments override its values."""
-        import yaml
-
         where = os.fspath(path)
-        try:
-            with open(where, encoding="utf-8") as file:
-                data = yaml.safe_load(file)
-        except OSError as exc:
-            raise _bad(where, f"cannot read it: {exc.strerror or exc}") from None
-        except yaml.YAMLError as exc:
-            raise _bad(where, f"not valid YAML: {exc}") from None
-        return cls.from_mapping(data or {}, where, **overrides)
+        return cls.from_mapping(_read_yaml(where) or {}, where, **overrides)
 
     @classmethod
     def from_mapping(
