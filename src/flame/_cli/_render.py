@@ -75,7 +75,7 @@ def _data_text(data: bytes | None, limit: int | None = None) -> str:
     except UnicodeDecodeError:
         return f"<{len(data)} bytes, not UTF-8>"
     if limit is None:
-        return text
+        return text.removesuffix("\n")  # a command's last newline would show as an empty line
     first, _, rest = text.partition("\n")
     if len(first) > limit or rest.strip():
         return first[:limit] + "…"

@@ -70,6 +70,8 @@ def run_command(function: Callable[..., Awaitable[None]], *args: Any) -> int:
         error = flame_error_in(exc)
         if error is None:
             raise
-        click.echo(f"{name}: {error}", err=True)
+        # One line, which a script can log or grep, whatever the message holds.
+        said = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        click.echo(f"{name}: {said}", err=True)
         return status_for(error)
     return ExitStatus.OK
