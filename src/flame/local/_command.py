@@ -12,7 +12,7 @@ import attrs
 
 from .._errors import FlameError, FlameErrorCode, flame_error_in
 from ._cluster import LocalCluster
-from ._config import WIRES, ClusterConfig, TlsConfig, parse_duration, token_from_env
+from ._config import ClusterConfig, TlsConfig, parse_duration, token_from_env
 from ._security import exposure
 
 __all__ = ["DEFAULT_ENDPOINT", "LEVELS", "LocalOptions", "cluster_config", "run"]
