@@ -184,9 +184,21 @@ async def test_each_command_on_the_embedded_cluster(
             "echo $GREETING",
         )
 
+        # An open session cannot be deleted (1); a closed one can, and is gone (3).
+        done = await flame_cli("delete", session.id, *at, env=home)
+        assert done.returncode == 1 and done.error_line().startswith("flame delete: ")
         closed = (await flame_cli("close", session.id, "--json", *at, env=home)).json()
         assert closed["state"] == "CLOSED" and utc(closed["completion_time"])
         assert (await conn.get_session(session.id)).state is flame.SessionState.CLOSED
+        kept = await conn.create_session({"application": "sh"})
+        await kept.close()
+        deleted = (await flame_cli("delete", kept.id, "--json", *at, env=home)).json()
+        assert (deleted["id"], deleted["state"]) == (kept.id, "CLOSED")
+        with pytest.raises(flame.FlameError) as gone:
+            await conn.get_session(kept.id)
+        assert gone.value.code is flame.FlameErrorCode.NOT_FOUND
+        done = await flame_cli("delete", kept.id, *at, env=home)
+        assert done.returncode == 3
 
         done = await flame_cli("unregister", "ping", "--json", *at, env=home)
         assert done.json() == {"unregistered": "ping"}

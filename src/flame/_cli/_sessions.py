@@ -1,4 +1,4 @@
-"""``flame close SESSION``: close a session; it then accepts no task."""
+"""``flame close SESSION`` and ``flame delete SESSION``: end a session, then forget it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from ._render import emit, session_details, session_json
 from ._status import run_command
 from ._target import Target, cluster_options
 
-__all__ = ["close"]
+__all__ = ["close", "delete"]
 
 
 @click.command("close")
@@ -26,4 +26,22 @@ def close(target: Target, session_id: str) -> int:
 async def _close(target: Target, session_id: str) -> None:
     async with await target.connect() as conn:
         session = await conn.close_session(session_id)
+    emit(target.json, session_json(session), session_details(session))
+
+
+@click.command("delete")
+@cluster_options
+@click.argument("session_id", metavar="SESSION")
+def delete(target: Target, session_id: str) -> int:
+    """Delete the closed session SESSION and its tasks; show it as it was.
+
+    Only a closed session can be deleted (close it first: ``flame close``);
+    an open one is refused (status 1). Its tasks can no longer be read.
+    """
+    return run_command(_delete, target, session_id)
+
+
+async def _delete(target: Target, session_id: str) -> None:
+    async with await target.connect() as conn:
+        session = await conn.delete_session(session_id)
     emit(target.json, session_json(session), session_details(session))
