@@ -46,6 +46,9 @@ from pathlib import Path
 import psutil
 
 APP = "bench-log"
+ECHO_SERVICE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "echo_service.py"
+)
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 
 
@@ -215,9 +218,18 @@ def start_test_server(port: int, wire: str) -> subprocess.Popen[bytes]:
 
 def start_cluster(port: int, slots: int, wire: str | None = None) -> subprocess.Popen[bytes]:
     config = os.path.join(tempfile.mkdtemp(prefix="flame-bench-"), "flame-conf.yaml")
-    shim = "Log" if wire in (None, "v0.4") else "Host"
     with open(config, "w") as f:
-        f.write(f"applications:\n  - name: {APP}\n    shim: {shim}\n")
+        if wire is None:
+            f.write(f"applications:\n  - name: {APP}\n    shim: Log\n")
+        else:
+            # The wires compared run the same service, examples/echo_service.py,
+            # through their own contract (v0.4's Grpc shim, v0.6's Host).
+            shim = "Grpc" if wire == "v0.4" else "Host"
+            f.write(
+                f"applications:\n  - name: {APP}\n    shim: {shim}\n"
+                f"    command: {json.dumps(sys.executable)}\n"
+                f"    arguments: [{json.dumps(ECHO_SERVICE)}]\n"
+            )
     command = [
         sys.executable,
         "-m",
