@@ -111,3 +111,16 @@ def anyio_backend(request: pytest.FixtureRequest) -> Iterator[str]:
         yield "asyncio"
     finally:
         asyncio.set_event_loop_policy(previous)
+
+
+@pytest.fixture
+def plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rich's environment as on a developer's terminal, whatever this process was given.
+
+    A terminal that is not a dumb one, and none of the variables by which
+    rich is told to draw on anything (FORCE_COLOR, TTY_COMPATIBLE) or on
+    nothing (TTY_INTERACTIVE=0): progress tests then see rich's own choice.
+    """
+    monkeypatch.setenv("TERM", "xterm-256color")
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)

@@ -16,7 +16,8 @@ against a cluster of any Flame wire the SDK speaks (:data:`WIRES`: v0.4,
 v0.5, v0.6), found when connecting (``conn.wire``) unless named.
 
 Where things are: the public client in ``_connection`` (applications,
-sessions, the cluster), ``_session`` (tasks) and ``_fanout`` (many tasks);
+sessions, the cluster), ``_session`` (tasks), ``_fanout`` (many tasks) and
+``_progress`` (how a run of many tasks is shown going);
 the neutral types in ``_types``; each wire's codec in ``_wires``; the
 configuration in ``_config``; gRPC in ``_transport``.
 """
@@ -30,6 +31,7 @@ from ._connection import (
 from ._errors import FlameError, FlameErrorCode
 from ._fanout import DEFAULT_CONCURRENCY, FinishedTasks, TaskFailure, TaskFailures
 from ._informer import TaskInformer
+from ._progress import Progress, ProgressOption, TaskCounts
 from ._session import Session, SessionClient, TaskWatcher
 from ._transport import Keepalive, RetryPolicy
 from ._types import (
@@ -88,6 +90,8 @@ __all__ = [
     "Message",
     "Node",
     "NodeState",
+    "Progress",
+    "ProgressOption",
     "ResourceRequirement",
     "RetryPolicy",
     "Session",
@@ -97,6 +101,7 @@ __all__ = [
     "SessionState",
     "Shim",
     "Task",
+    "TaskCounts",
     "TaskFailure",
     "TaskFailures",
     "TaskID",

@@ -4,8 +4,8 @@ It starts an embedded cluster in this process (or connects to ``--endpoint``),
 opens a function session of :func:`count_inside`, a plain Python function
 (:meth:`flame.Connection.function_session`: no service to write, the SDK's
 generic one runs it), calls it ``--tasks`` times spread over the executors
-while a progress bar moves, and prints the estimate, the tasks per second and
-the wall time.
+while the SDK's progress display (``progress=``) moves, and prints the
+estimate, the tasks per second and the wall time.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import os
 import random
 import sys
 import time
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 import anyio
 
 from ._connection import connect
 from ._errors import FlameError
+from ._progress import Progress
 
 if TYPE_CHECKING:
     from .functions import FunctionSession
@@ -123,47 +124,10 @@ async def _count(
     # handles the answers of others; not so many that the watches pile up.
     concurrency = max(32, 4 * (executors or 8))
     inside = 0
-    progress = _Progress(args.tasks, sys.stderr)
-    try:
-        async with estimate.as_completed(calls, star=True, concurrency=concurrency) as results:
-            async for _index, count in results:
-                inside += count
-                progress.advance()
-    finally:
-        progress.close()
+    # Drawn on stderr when it is a terminal, as any run_tasks can be.
+    progress = Progress("estimating pi", total=args.tasks)
+    run = estimate.as_completed(calls, star=True, concurrency=concurrency, progress=progress)
+    async with run as results:
+        async for _index, count in results:
+            inside += count
     return inside
-
-
-class _Progress:
-    """A one-line progress bar on a terminal; silent when the stream is not one."""
-
-    WIDTH = 30
-    #: Seconds between two redraws: a fast run must not spend its time drawing.
-    REDRAW = 0.1
-
-    def __init__(self, total: int, stream: TextIO) -> None:
-        self.total = total
-        self.done = 0
-        self.stream = stream
-        self.started = time.perf_counter()
-        self.drawn_at = 0.0
-        self.live = stream.isatty()
-
-    def advance(self) -> None:
-        self.done += 1
-        now = time.perf_counter()
-        if self.live and (now - self.drawn_at >= self.REDRAW or self.done == self.total):
-            self.drawn_at = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        filled = self.WIDTH * self.done // self.total
-        rate = self.done / max(now - self.started, 1e-9)
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        self.stream.write(f"\r[{bar}] {self.done}/{self.total} tasks, {rate:,.0f}/s ")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.live:
-            self.stream.write("\n")
-            self.stream.flush()

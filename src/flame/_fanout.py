@@ -28,6 +28,7 @@ import attrs
 
 from ._errors import FlameError, FlameErrorCode
 from ._informer import INFORMER_BUFFER, Informing, TaskInformer, check_informer, inform
+from ._progress import ProgressOption, ProgressTracker, resolve
 from ._types import Task, TaskInput, TaskState, _check_bytes, _invalid
 
 __all__ = [
@@ -157,14 +158,16 @@ def _check_concurrency(value: object) -> int:
 
 
 class FanOut:
-    """Workers pulling inputs, and one informer.
+    """Workers pulling inputs, one informer, and one progress tracker.
 
     Up to ``concurrency`` workers each take the next input, run its task
     with ``run``, and hand the finished task to ``deliver``; a worker is
     started only when all the others are busy, so a short input list starts
     few. Nothing here raises but a cancellation from outside: failures are
     recorded and :meth:`outcome` says what to raise. The arguments are
-    checked when it is made, before any call.
+    checked when it is made, before any call. ``progress`` (see
+    :func:`flame._progress.resolve`) is shown for the length of :meth:`run`
+    and labelled ``description`` unless it says otherwise.
     """
 
     def __init__(
@@ -174,10 +177,16 @@ class FanOut:
         informer: TaskInformer | None,
         concurrency: int,
         fail_fast: bool,
+        progress: ProgressOption = None,
+        description: str = "tasks",
     ) -> None:
         self._concurrency = _check_concurrency(concurrency)
         self._informer = check_informer(informer)
         iterator = _check_inputs(inputs)
+        #: None unless progress is shown: the workers then count nothing.
+        self._tracker = ProgressTracker.create(
+            resolve(progress, inputs), description, lambda exc: self._stop(exc, raised=True)
+        )
         self._run = run
         self._fail_fast = bool(fail_fast)
         self._sync: Iterator[Any] | None = None
@@ -209,23 +218,35 @@ class FanOut:
         self._ran = True
         self._deliver = deliver
         informer = self._informer
-        async with anyio.create_task_group() as outer:
-            if informer is not None:
-                self._notes = Informing(
-                    informer,
-                    max(INFORMER_BUFFER, self._concurrency),
-                    lambda exc: self._stop(exc, raised=True),
-                )
-                outer.start_soon(self._notes.run)
-            try:
-                async with anyio.create_task_group() as workers:
-                    self._scope, self._group = workers.cancel_scope, workers
-                    self._workers = 1
-                    workers.start_soon(self._work)
-            finally:
-                # The informer is told what is buffered, then ends.
-                if self._notes is not None:
-                    self._notes.finish()
+        tracker = self._tracker
+        if tracker is not None:
+            tracker.open()
+        try:
+            async with anyio.create_task_group() as outer:
+                if informer is not None:
+                    self._notes = Informing(
+                        informer,
+                        max(INFORMER_BUFFER, self._concurrency),
+                        lambda exc: self._stop(exc, raised=True),
+                    )
+                    outer.start_soon(self._notes.run)
+                if tracker is not None:
+                    outer.start_soon(tracker.tick)
+                try:
+                    async with anyio.create_task_group() as workers:
+                        self._scope, self._group = workers.cancel_scope, workers
+                        self._workers = 1
+                        workers.start_soon(self._work)
+                finally:
+                    # The informer is told what is buffered, then ends.
+                    if self._notes is not None:
+                        self._notes.finish()
+                    if tracker is not None:
+                        tracker.stop_ticking()
+        finally:
+            # The display does not outlive the run, however it ends.
+            if tracker is not None:
+                await tracker.close()
         failure = self._failure
         if informer is not None and failure is not None and self._raised is None:
             try:
@@ -268,6 +289,8 @@ class FanOut:
                     data = await self._async.__anext__()
         except (StopIteration, StopAsyncIteration):
             self._exhausted = True
+            if self._tracker is not None:
+                self._tracker.inputs_ended(self.taken)
             return None
         except Exception as exc:
             # The caller's iterable failed: its own error, as it is.
@@ -284,6 +307,7 @@ class FanOut:
         note = notes.update if notes is not None else None
         deliver = self._deliver
         assert deliver is not None
+        tracker = self._tracker
         while True:
             taken = await self._take()
             if taken is None:
@@ -301,9 +325,13 @@ class FanOut:
             if task.state is not TaskState.SUCCEED:  # FAILED or CANCELLED
                 await self._failed(index, task_failed(task), task)
             else:
+                if tracker is not None:
+                    tracker.finished(True)
                 await deliver(index, task)
 
     async def _failed(self, index: int, error: FlameError, task: Task | None) -> None:
+        if self._tracker is not None:
+            self._tracker.finished(False)
         if self._fail_fast:
             self._stop(error)
             return

@@ -34,6 +34,7 @@ from ._fanout import (
     task_failed,
 )
 from ._informer import INFORMER_BUFFER, Informing, TaskInformer
+from ._progress import ProgressOption
 from ._transport import Stream
 from ._types import (
     _COMPLETED,
@@ -396,6 +397,7 @@ class SessionClient:
         informer: TaskInformer | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         fail_fast: bool = True,
+        progress: ProgressOption = None,
     ) -> list[Task]:
         """Run a task for each of ``inputs`` and return them all, finished, in input order.
 
@@ -435,11 +437,22 @@ class SessionClient:
         exception raised by the informer, or by iterating ``inputs``, cancels
         everything and propagates as it is.
 
+        With ``progress=True``, a display on stderr shows the inputs done
+        and of how many, those failed, the rate and the time left, while
+        the call runs, when stderr is a terminal (nothing is drawn
+        otherwise); ``progress="pricing"`` labels it. A :class:`Progress`
+        says more: the total of a generator, a rich ``Console`` or
+        ``rich.progress.Progress`` of your own, or a callback given the
+        counts. The display is redrawn from the event loop, with no thread,
+        and closed when the call returns, raises or is cancelled. Off (the
+        default), it costs nothing.
+
         Raises FlameError ``INVALID_ARGUMENT`` before any call when
-        ``concurrency`` is below 1, ``inputs`` is not an iterable, or (for a
-        list or tuple) an input is not bytes.
+        ``concurrency`` is below 1, ``inputs`` is not an iterable, (for a
+        list or tuple) an input is not bytes, or ``progress`` is not a
+        progress option.
         """
-        fan_out = FanOut(self._run, inputs, informer, concurrency, fail_fast)
+        fan_out = FanOut(self._run, inputs, informer, concurrency, fail_fast, progress)
         self._calls.check_open()
         return await run_in_order(fan_out)
 
@@ -450,6 +463,7 @@ class SessionClient:
         informer: TaskInformer | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         fail_fast: bool = True,
+        progress: ProgressOption = None,
     ) -> contextlib.AbstractAsyncContextManager[FinishedTasks]:
         """Run a task for each of ``inputs``; iterate the tasks as they finish.
 
@@ -473,11 +487,13 @@ class SessionClient:
         ``FAILED`` tasks are handed over like the others, and once every
         input has been run the ``async for`` raises :class:`TaskFailures`
         listing what failed (only failures are kept for that). ``informer``,
-        ``concurrency`` and the checks made before any call are those of
-        :meth:`run_tasks`; the checks happen here, when ``as_completed`` is
-        called.
+        ``concurrency``, ``progress`` and the checks made before any call are
+        those of :meth:`run_tasks`; the checks happen here, when
+        ``as_completed`` is called. The progress display lasts as long as
+        the ``async with``; it counts a task done when it has finished, not
+        when the body takes it.
         """
-        fan_out = FanOut(self._run, inputs, informer, concurrency, fail_fast)
+        fan_out = FanOut(self._run, inputs, informer, concurrency, fail_fast, progress)
         self._calls.check_open()
         return run_as_completed(fan_out)
 

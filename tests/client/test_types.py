@@ -274,7 +274,8 @@ def test_importing_flame_starts_nothing() -> None:
         "import sys, threading, flame\n"
         "assert threading.active_count() == 1\n"
         "assert 'yaml' not in sys.modules\n"
-        # The command line's libraries are loaded by the `flame` command alone.
+        # The command line's libraries are loaded by the `flame` command alone, and
+        # rich by a run that asks for progress.
         "assert 'click' not in sys.modules and 'rich' not in sys.modules\n"
         # A wire's generated code is loaded when a connection speaks it.
         "assert not [m for m in sys.modules if m.startswith('flame._proto.v0')]\n"

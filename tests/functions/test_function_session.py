@@ -6,6 +6,7 @@ Each test runs under asyncio and trio; the service is the real one
 
 from __future__ import annotations
 
+import io
 import sys
 import threading
 import traceback
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import anyio
 import pytest
+import rich.console
 
 import flame
 from flame.functions import DEFAULT_APPLICATION, SERVICE_ARGUMENTS
@@ -474,3 +476,27 @@ async def test_a_function_the_service_cannot_import(
     assert "could not be loaded in the service" in error.message
     assert "No module named 'only_in_the_client'" in error.message
     assert "register_pickle_by_value" in error.message
+
+
+@pytest.mark.usefixtures("plain_terminal")
+async def test_map_and_as_completed_show_progress_labelled_with_the_function(
+    conn: flame.Connection,
+) -> None:
+    seen: list[flame.TaskCounts] = []
+    async with await conn.function_session(_remote.square, slots=1) as f:
+        # range is converted to calls one at a time, yet its length is the total.
+        progress = flame.Progress(callback=seen.append)
+        assert await f.map(range(4), progress=progress) == [0, 1, 4, 9]
+        assert seen[-1].final and (seen[-1].done, seen[-1].total) == (4, 4)
+        assert all(counts.total == 4 for counts in seen)
+        out = io.StringIO()
+        console = rich.console.Console(file=out, force_terminal=True, width=150)
+        pairs = ((x,) for x in range(3))
+        on_console = flame.Progress(console=console)
+        async with f.as_completed(pairs, star=True, progress=on_console) as results:
+            assert sorted([value async for _, value in results]) == [0, 1, 4]
+        with pytest.raises(flame.FlameError) as caught:
+            await f.map([1], progress=5)  # type: ignore[arg-type]
+        assert caught.value.code is flame.FlameErrorCode.INVALID_ARGUMENT
+    drawn = out.getvalue()
+    assert "square" in drawn and "3/3" in drawn

@@ -6,8 +6,10 @@ import math
 import os
 import pathlib
 import re
+import select
 import subprocess
 import sys
+import time
 
 import anyio
 import pytest
@@ -64,6 +66,47 @@ def test_flame_demo_estimates_pi() -> None:
     assert abs(estimate(done.stdout) - math.pi) < 0.01
     assert "200 tasks in " in done.stdout and "tasks/s" in done.stdout
     assert "wall time" in done.stdout
+    # stderr is a pipe here, not a terminal: no progress is drawn on it.
+    assert "estimating pi" not in done.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal (POSIX)")
+def test_flame_demo_draws_its_progress_on_a_terminal() -> None:
+    env = {**os.environ, "TERM": "xterm-256color"}
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "NO_COLOR"):
+        env.pop(name, None)
+    controller, terminal = os.openpty()
+    argv = ["-m", "flame._cli", "demo", "--tasks", "40", "--samples", "1000", "--slots", "2"]
+    with subprocess.Popen(
+        [sys.executable, *argv], stdout=subprocess.PIPE, stderr=terminal, env=env
+    ) as demo:
+        os.close(terminal)
+        drawn = _read_terminal(controller)
+        stdout = demo.stdout.read().decode() if demo.stdout is not None else ""
+        assert demo.wait(timeout=120) == 0, drawn
+    os.close(controller)
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn)
+    last = [line for line in re.split(r"[\r\n]", screen) if "estimating pi" in line][-1]
+    assert "40/40" in last and "0 failed" in last, last
+    assert abs(estimate(stdout) - math.pi) < 0.1
+
+
+def _read_terminal(controller: int) -> str:
+    """What a process wrote on the terminal, until every process holding it has let it go."""
+    drawn = b""
+    deadline = time.monotonic() + 120  # a hang guard only
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the terminal's last holder has closed it
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    return drawn.decode("utf-8", "replace")
 
 
 async def test_flame_demo_on_a_running_cluster() -> None:

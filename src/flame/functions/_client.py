@@ -29,12 +29,15 @@ from .. import (
     FinishedTasks,
     FlameError,
     FlameErrorCode,
+    Progress,
+    ProgressOption,
     Session,
     SessionAttributes,
     SessionState,
     Shim,
     Task,
 )
+from .._progress import resolve
 from . import _envelope, _pickling
 from ._envelope import Failed, FormatError, Raised, Versions
 
@@ -389,6 +392,7 @@ class FunctionSession(Generic[P, R]):
         /,
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
+        progress: ProgressOption = None,
     ) -> list[R]:
         """Call the function on each input; the values, in the order of ``inputs``.
 
@@ -396,8 +400,13 @@ class FunctionSession(Generic[P, R]):
         :meth:`flame.SessionClient.run_tasks`: a new input is taken only when
         one of the ``concurrency`` calls in flight has finished. The first
         call that raises cancels the others, and its exception is raised.
+        ``progress`` is that of ``run_tasks`` (see :class:`flame.Progress`),
+        labelled with the function's name unless it says otherwise::
+
+            values = await f.map(range(10_000), progress=True)
         """
-        return await self._gather(self._calls(inputs, False, "map"), concurrency)
+        progress = self._progress(progress, inputs)
+        return await self._gather(self._calls(inputs, False, "map"), concurrency, progress)
 
     async def starmap(
         self,
@@ -405,9 +414,11 @@ class FunctionSession(Generic[P, R]):
         /,
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
+        progress: ProgressOption = None,
     ) -> list[R]:
         """Like :meth:`map`, but each input is a tuple of arguments: ``f(*input)``."""
-        return await self._gather(self._calls(inputs, True, "starmap"), concurrency)
+        progress = self._progress(progress, inputs)
+        return await self._gather(self._calls(inputs, True, "starmap"), concurrency, progress)
 
     def as_completed(
         self,
@@ -416,6 +427,7 @@ class FunctionSession(Generic[P, R]):
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         star: bool = False,
+        progress: ProgressOption = None,
     ) -> contextlib.AbstractAsyncContextManager[FunctionResults[R]]:
         """Call the function on each input; iterate ``(index, value)`` as the calls finish.
 
@@ -430,28 +442,44 @@ class FunctionSession(Generic[P, R]):
         The first call that raises cancels the others, and its exception is
         raised by the ``async for``; leaving the block early cancels what is
         still running. With ``star=True`` each input is a tuple of arguments.
+        ``progress`` is that of :meth:`map`, shown for the ``async with``.
         """
-        return self._run(self._calls(inputs, star, "as_completed"), concurrency)
+        progress = self._progress(progress, inputs)
+        return self._run(self._calls(inputs, star, "as_completed"), concurrency, progress)
 
     # -- machinery -------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def _run(
-        self, calls: Iterator[bytes] | AsyncIterator[bytes], concurrency: int
+        self,
+        calls: Iterator[bytes] | AsyncIterator[bytes],
+        concurrency: int,
+        progress: Progress | None,
     ) -> AsyncIterator[FunctionResults[R]]:
-        async with self._session.as_completed(calls, concurrency=concurrency) as finished:
+        run = self._session.as_completed(calls, concurrency=concurrency, progress=progress)
+        async with run as finished:
             yield FunctionResults(finished)
 
     async def _gather(
-        self, calls: Iterator[bytes] | AsyncIterator[bytes], concurrency: int
+        self,
+        calls: Iterator[bytes] | AsyncIterator[bytes],
+        concurrency: int,
+        progress: Progress | None,
     ) -> list[R]:
         results: list[Any] = []
-        async with self._run(calls, concurrency) as finished:
+        async with self._run(calls, concurrency, progress) as finished:
             async for index, value in finished:
                 if index >= len(results):
                     results.extend([_MISSING] * (index + 1 - len(results)))
                 results[index] = value
         return results
+
+    def _progress(self, option: object, inputs: object) -> Progress | None:
+        """``option`` with the total of ``inputs`` (before they become calls) and a label."""
+        progress = resolve(option, inputs)
+        if progress is not None and progress.description is None:
+            progress = attrs.evolve(progress, description=self._function)
+        return progress
 
     def _calls(
         self, inputs: object, star: bool, caller: str

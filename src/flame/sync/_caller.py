@@ -7,7 +7,7 @@ for the calling thread. Two kinds of thing arrive there:
 * answers of the work the thread waits for (a result, an error, one item of
   an iterator);
 * requests to run the user's own code: the next item of an iterable of
-  inputs, a method of an informer.
+  inputs, a method of an informer, a progress callback.
 
 User code given to a blocking call runs in the thread that made the call,
 never on the portal's event loop: a slow generator does not stall the loop
@@ -34,8 +34,10 @@ from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import anyio
+import attrs
 
-from .. import FlameError, Task, TaskInformer
+from .. import FlameError, Progress, Task, TaskCounts, TaskInformer
+from .._progress import resolve
 from ._portal import Answer, Interrupted, Job, Outcome, Portal
 
 __all__ = ["Caller"]
@@ -203,6 +205,34 @@ class Caller:
         ):
             return informer
         return _InformerHere(self, informer)
+
+    def progress(self, option: Any, inputs: Any) -> Progress | None:
+        """``option`` for the async API: its total from ``inputs``, its callback run here.
+
+        Resolved before the inputs are wrapped (:meth:`inputs`), which hides
+        their length. A display is drawn by the portal's loop: no user code
+        runs for it.
+        """
+        progress = resolve(option, inputs)
+        if progress is None or progress.callback is None:
+            return progress
+        return attrs.evolve(progress, callback=_CallbackHere(self, progress.callback))
+
+
+class _CallbackHere:
+    """A progress callback run in the calling thread (an ``async`` one then on the loop)."""
+
+    def __init__(self, caller: Caller, callback: Callable[[TaskCounts], Any]) -> None:
+        self._caller = caller
+        self._callback = callback
+
+    async def __call__(self, counts: TaskCounts) -> None:
+        result = await self._caller.run_here(self._callback, counts)
+        if inspect.isawaitable(result):
+            try:
+                await result
+            except (KeyboardInterrupt, SystemExit) as exc:
+                raise Interrupted(exc) from None
 
 
 class _InputsHere:

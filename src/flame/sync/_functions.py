@@ -15,7 +15,7 @@ from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from .. import DEFAULT_CONCURRENCY, FlameError
+from .. import DEFAULT_CONCURRENCY, FlameError, ProgressOption
 from .. import functions as aio
 from ._caller import Caller
 from ._iterators import AsCompleted
@@ -78,10 +78,20 @@ class FunctionSession(Generic[P, R]):
         /,
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
+        progress: ProgressOption = None,
     ) -> list[R]:
-        """Call the function on each input; the values, in input order (``FunctionSession.map``)."""
+        """Call the function on each input; the values, in input order (``FunctionSession.map``).
+
+        ``progress`` is that of :meth:`flame.sync.SessionClient.run_tasks`,
+        labelled with the function's name unless it says otherwise.
+        """
         caller = Caller(self._portal)
-        run = partial(self._functions.map, caller.inputs(inputs), concurrency=concurrency)
+        run = partial(
+            self._functions.map,
+            caller.inputs(inputs),
+            concurrency=concurrency,
+            progress=caller.progress(progress, inputs),
+        )
         return self._portal.call(run, caller)
 
     def starmap(
@@ -90,10 +100,16 @@ class FunctionSession(Generic[P, R]):
         /,
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
+        progress: ProgressOption = None,
     ) -> list[R]:
         """Like :meth:`map`, but each input is a tuple of arguments: ``f(*input)``."""
         caller = Caller(self._portal)
-        run = partial(self._functions.starmap, caller.inputs(inputs), concurrency=concurrency)
+        run = partial(
+            self._functions.starmap,
+            caller.inputs(inputs),
+            concurrency=concurrency,
+            progress=caller.progress(progress, inputs),
+        )
         return self._portal.call(run, caller)
 
     def as_completed(
@@ -103,6 +119,7 @@ class FunctionSession(Generic[P, R]):
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         star: bool = False,
+        progress: ProgressOption = None,
     ) -> AbstractContextManager[FunctionResults[R]]:
         """Call the function on each input; iterate ``(index, value)`` as the calls finish::
 
@@ -111,11 +128,14 @@ class FunctionSession(Generic[P, R]):
                 print(index, value)
         """
         caller = Caller(self._portal)
+        shown = caller.progress(progress, inputs)
         inputs = caller.inputs(inputs)
 
         async def start() -> Any:
             # On the loop: the run's primitives belong to its event loop.
-            return self._functions.as_completed(inputs, concurrency=concurrency, star=star)
+            return self._functions.as_completed(
+                inputs, concurrency=concurrency, star=star, progress=shown
+            )
 
         return AsCompleted(self._portal, caller, self._portal.call(start), self, FunctionResults)
 

@@ -20,6 +20,7 @@ from .. import (
     DEFAULT_CONCURRENCY,
     FlameError,
     FlameErrorCode,
+    ProgressOption,
     SessionID,
     SessionState,
     Task,
@@ -122,6 +123,7 @@ class SessionClient:
         informer: TaskInformer | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         fail_fast: bool = True,
+        progress: ProgressOption = None,
     ) -> list[Task]:
         """Run a task for each of ``inputs``; all of them, finished, in input order.
 
@@ -131,6 +133,13 @@ class SessionClient:
         when a task needs one; the informer's methods run there too. Ctrl-C
         (KeyboardInterrupt) cancels the tasks in flight and closes their
         watches before it is raised.
+
+        ``progress`` is that of the async API (see :class:`flame.Progress`):
+        ``progress=True`` draws done, failed, rate and time left on stderr
+        when it is a terminal, and closes the display when the call returns
+        or is interrupted; a progress callback runs in the calling thread::
+
+            tasks = session.run_tasks(inputs, progress="resizing")
         """
         caller = Caller(self._portal)
         run = partial(
@@ -139,6 +148,7 @@ class SessionClient:
             informer=caller.informer(informer),
             concurrency=concurrency,
             fail_fast=fail_fast,
+            progress=caller.progress(progress, inputs),
         )
         return self._portal.call(run, caller)
 
@@ -149,6 +159,7 @@ class SessionClient:
         informer: TaskInformer | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         fail_fast: bool = True,
+        progress: ProgressOption = None,
     ) -> AbstractContextManager[FinishedTasks]:
         """Run a task for each of ``inputs``; iterate the tasks as they finish::
 
@@ -162,14 +173,20 @@ class SessionClient:
         errors. The inputs and the informer run in the calling thread, while
         it is in ``next`` (or entering or leaving the ``with``): a body that
         takes long keeps at most one task's place idle meanwhile.
+        ``progress`` is that of :meth:`run_tasks`, shown for the ``with``.
         """
         caller = Caller(self._portal)
+        shown = caller.progress(progress, inputs)
         inputs, informer = caller.inputs(inputs), caller.informer(informer)
 
         async def start() -> Any:
             # On the loop: the run's primitives belong to its event loop.
             return self._client.as_completed(
-                inputs, informer=informer, concurrency=concurrency, fail_fast=fail_fast
+                inputs,
+                informer=informer,
+                concurrency=concurrency,
+                fail_fast=fail_fast,
+                progress=shown,
             )
 
         return AsCompleted(self._portal, caller, self._portal.call(start), self, FinishedTasks)
