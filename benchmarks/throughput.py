@@ -4,7 +4,8 @@ Starts ``flame local`` in a separate process, then runs the same work against
 it from one client process after another:
 
 * ``flame`` ``session.as_completed`` under asyncio, under asyncio with uvloop,
-  and under trio;
+  and under trio (``flame-asyncio+progress``: with ``progress=`` drawing on
+  a terminal console that writes to memory, ten frames a second);
 * ``flame-sync``: the same through the blocking API (``flame.sync``, its
   loop on asyncio), the generator of inputs read in the calling thread;
 * the reference client ``flamepy`` 0.3.0 (grpcio), doing create then watch per
@@ -79,10 +80,22 @@ def _report(tasks: int, seconds: float, cpu: float) -> None:
     )
 
 
-def run_flame(endpoint: str, tasks: int, concurrency: int, backend: str) -> None:
+def run_flame(
+    endpoint: str, tasks: int, concurrency: int, backend: str, progress: bool = False
+) -> None:
+    import io
+
     import anyio
 
     import flame
+
+    # Not passed at all when off, so that the same client runs on an SDK without it.
+    options = {}
+    if progress:
+        import rich.console
+
+        console = rich.console.Console(file=io.StringIO(), force_terminal=True, width=120)
+        options["progress"] = flame.Progress(total=tasks, console=console)
 
     async def main() -> None:
         async with await flame.Connection.connect(endpoint) as conn:
@@ -93,7 +106,8 @@ def run_flame(endpoint: str, tasks: int, concurrency: int, backend: str) -> None
                 count = 0
                 # The iterator form: nothing is kept per finished task.
                 inputs = (b"" for _ in range(tasks))
-                async with session.as_completed(inputs, concurrency=concurrency) as finished:
+                run = session.as_completed(inputs, concurrency=concurrency, **options)
+                async with run as finished:
                     async for task in finished:
                         assert task.state == flame.TaskState.SUCCEED
                         count += 1
@@ -326,7 +340,9 @@ def main() -> None:
         elif args.as_client == "flame-sync":
             run_flame_sync(args.endpoint, args.tasks, args.concurrency)
         else:
-            run_flame(args.endpoint, args.tasks, args.concurrency, args.as_client.split("-", 1)[1])
+            form, _, extra = args.as_client.partition("+")
+            backend = form.split("-", 1)[1]
+            run_flame(args.endpoint, args.tasks, args.concurrency, backend, extra == "progress")
         return
 
     port = free_port()
