@@ -78,10 +78,6 @@ class TaskCounts:
         return max(self.total - self.done, 0) / self.rate
 
 
-class _Callback(Protocol):
-    def __call__(self, counts: TaskCounts, /) -> Any: ...
-
-
 def _check_description(_: object, __: object, value: Any) -> None:
     if value is not None and not isinstance(value, str):
         raise _invalid(f"Progress description must be a str, not {type(value).__name__}")
@@ -149,7 +145,7 @@ class Progress:
     """Where to draw, in place of stderr: drawn only when it is a terminal."""
     display: rich.progress.Progress | None = attrs.field(default=None, kw_only=True)
     """A rich Progress of the caller's own, given one row for the run."""
-    callback: _Callback | None = attrs.field(default=None, kw_only=True)
+    callback: Callable[[TaskCounts], Any] | None = attrs.field(default=None, kw_only=True)
     """Given the counts instead of drawing them."""
     interval: float = attrs.field(
         default=DEFAULT_PROGRESS_INTERVAL, kw_only=True, validator=_check_interval
@@ -220,7 +216,7 @@ class _Sink(Protocol):
 
 
 class _CallbackSink:
-    def __init__(self, callback: _Callback) -> None:
+    def __init__(self, callback: Callable[[TaskCounts], Any]) -> None:
         self._callback = callback
         self._last: tuple[int, int, int | None] | None = None
 
