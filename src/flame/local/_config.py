@@ -452,7 +452,7 @@ class ClusterConfig:
     (a larger one is refused from its length prefix, unread), and so the
     largest task input or common data; a task's output is held to it too,
     so that a task can always be read back whole (see
-    :func:`flame._transport.reply_limit`). ``idle_timeout`` (seconds, None:
+    ``flame._transport.reply_limit``). ``idle_timeout`` (seconds, None:
     never) closes connections with no call in flight; ``max_connections``
     caps how many are held (None: 1,024, or half the files the process may
     open if fewer).
