@@ -334,7 +334,9 @@ class Gate:
         # the connection is closed after a moment anyway.
         transport = self._transport
         if transport is not None and transport.can_write_eof():
-            transport.write_eof()
+            # The client may have gone already (ENOTCONN): nothing left to tell it.
+            with contextlib.suppress(OSError):
+                transport.write_eof()
         self._loop.call_later(_LINGER, self._connection.close)
 
     def closed(self) -> None:
