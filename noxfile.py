@@ -84,8 +84,9 @@ TWO_BACKENDS = "asyncio,trio"
 # on uvloop's loop (where uvloop installs), then trio.
 ONE_BACKEND = ("uvloop" if sys.platform != "win32" else "asyncio", "trio")
 # What the sessions other than the primary leave out: the tests marked slow
-# (a fuzzer, ten thousand calls, a thousand connections), which test the
-# cluster and the service under load rather than a Python or a backend.
+# (a fuzzer, ten thousand calls, a thousand connections, round trips of every
+# message through Google's runtime, every CLI command as a process on an
+# embedded cluster), whose outcome does not hang on a Python or a backend.
 NOT_SLOW = ("-m", "not slow")
 
 

@@ -90,6 +90,9 @@ def utc(text: str) -> datetime:
     return time
 
 
+# Slow: some forty processes. The quicker tests below run every command's
+# code on every session's Python and dependencies.
+@pytest.mark.slow
 async def test_each_command_on_the_embedded_cluster(
     tmp_path: Path, home: dict[str, str], anyio_backend: str
 ) -> None:

@@ -263,6 +263,9 @@ def test_every_message_of_the_wires_files_is_covered(google_wire: GoogleWire, wi
     assert set(PAGES[wire].messages) == google_wire.message_names()
 
 
+# Slow: 40 examples of every message of three wires; what it checks does
+# not change with the Python or the backend, so only the primary session runs it.
+@pytest.mark.slow
 @pytest.mark.parametrize("wire,name", EVERY_MESSAGE)
 @SETTINGS
 @given(data=st.data())
