@@ -3,7 +3,8 @@
 An executor that runs a service under that contract starts the service's
 program (see :mod:`._contracts._instance` for its environment), waits for
 the socket to appear, and calls it. :class:`InstanceClient` is that
-waiting and those calls, over the SDK's own client connection::
+waiting and those calls, over the SDK's own client connection; the
+embedded cluster's Host shim makes its calls through it::
 
     async with await InstanceClient.connect(socket_path, "v0.6") as service:
         pb = service.pb                       # the wire's generated messages

@@ -60,7 +60,7 @@ import anyio
 
 from ..._errors import FlameError
 from ..._proto.v06.flame import v1 as pb
-from ..._transport import Channel, Endpoint
+from ...service._instance_client import SOCKET_POLL_SECONDS, InstanceClient
 from .._model import Application, Shim
 from . import ENTER_FAILED, SHIM_FAILED, SHIMS, BindError, SessionContext, ShimError, TaskContext
 from ._service_process import (
@@ -81,9 +81,6 @@ ENDPOINT_VARIABLE = "FLAME_ENDPOINT"
 
 #: The environment variable that moves the services' sockets elsewhere.
 SOCKET_DIR_VARIABLE = "FLAME_SOCKET_DIR"
-
-#: How often the socket's path is looked at while waiting for it.
-_SOCKET_POLL = 0.01
 
 _VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
@@ -112,8 +109,7 @@ class HostShim:
         self._name = app.name
         self._session = session
         self._process = ServiceProcess(app.name, log)
-        self._channel: Channel | None = None
-        self._stub: pb.InstanceStub | None = None
+        self._service: InstanceClient | None = None
         self._socket = ""
         self._made: list[str] = []  # directories made for this binding, removed at the end
 
@@ -150,13 +146,13 @@ class HostShim:
 
     async def invoke(self, task: TaskContext) -> bytes | None:
         """Run one task in the service; its output, or ShimError saying why it failed."""
-        assert self._channel is not None and self._stub is not None
+        assert self._service is not None
         process = self._process
         if process.exited.is_set():
             raise ShimError(await process.gone(f"before task {task.task_id}"))
         request = pb.TaskContext(task_id=task.task_id, session_id=task.session_id, input=task.input)
         try:
-            result = await self._channel.unary(self._stub.on_task_invoke, request)
+            result = await self._service.invoke(request)
         except FlameError as exc:
             death = await process.failed_call(exc, f"while running task {task.task_id}")
             raise ShimError(death or service_text(exc)) from None
@@ -243,16 +239,15 @@ class HostShim:
                     raise BindError(
                         SHIM_FAILED, await process.gone("before it listened on its socket")
                     )
-                await anyio.sleep(_SOCKET_POLL)
+                await anyio.sleep(SOCKET_POLL_SECONDS)
             try:
-                self._channel = await Channel.connect(Endpoint.unix(self._socket).url)
+                self._service = await InstanceClient.connect(self._socket, "v0.6", wait=0)
             except FlameError as exc:
                 raise BindError(
                     SHIM_FAILED,
                     f"the service of application {self._name!r} made its socket "
                     f"{self._socket}, which cannot be reached: {exc.message}",
                 ) from None
-            self._stub = pb.InstanceStub(self._channel)
             return
         raise BindError(
             SHIM_FAILED,
@@ -262,7 +257,7 @@ class HostShim:
         )
 
     async def _enter(self) -> None:
-        assert self._channel is not None and self._stub is not None
+        assert self._service is not None
         app = self._app
         session = self._session
         context = pb.SessionContext(
@@ -280,7 +275,7 @@ class HostShim:
         )
         process = self._process
         try:
-            result = await self._channel.unary(self._stub.on_session_enter, context)
+            result = await self._service.enter(context)
         except FlameError as exc:
             death = await process.failed_call(exc, "while entering the session")
             raise BindError(
@@ -295,11 +290,11 @@ class HostShim:
             )
 
     async def _leave(self) -> None:
-        if self._channel is None or self._stub is None or self._process.exited.is_set():
+        if self._service is None or self._process.exited.is_set():
             return
         try:
             with anyio.fail_after(LEAVE_TIMEOUT):
-                result = await self._channel.unary(self._stub.on_session_leave, pb.EmptyRequest())
+                result = await self._service.leave()
         except (FlameError, TimeoutError) as exc:
             text = service_text(exc) if isinstance(exc, FlameError) else "timed out"
         else:
@@ -310,8 +305,8 @@ class HostShim:
 
     async def _stop(self) -> None:
         """Stop the process and remove what was made for it; must not be cancelled."""
-        if self._channel is not None:
-            await self._channel.aclose()
+        if self._service is not None:
+            await self._service.aclose()
         await self._process.stop()
         if self._socket:
             with contextlib.suppress(OSError):
